@@ -1,0 +1,406 @@
+"""The hot-tier journal: SQLite in WAL mode, an append-only hash-chained event log,
+current-state tables updated in the same transaction, and idempotent writes.
+
+Failure modes and what happens:
+
+- The disk fills during a commit (SQLITE_FULL / ENOSPC): SQLite rolls the transaction back;
+  committed data stays intact; the write raises ``StorageFull``. The journal stays usable and
+  accepts writes again once space returns.
+- An I/O error (EIO, or ENOSPC reported by fsync): the transaction is rolled back, the
+  connection is closed and reopened on the next call, and ``DeviceFailed`` is raised.
+- A process killed at any moment: every write whose ``write()`` returned is durable
+  (``synchronous=FULL``: the WAL is fsynced at each commit); anything else was never
+  acknowledged and is absent as a whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tillvault.errors import DeviceFailed, JournalCorrupt, StorageFull, TillVaultError
+from tillvault.store import schema
+from tillvault.store.encoding import (
+    Event,
+    canonical,
+    chain_hash,
+    decode,
+    event_checksum,
+    row_checksum,
+)
+
+PAGE_SIZE = 4096
+SQLITE_IOERR = 10
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_NOTADB = 26
+
+#: Write classes. ``sale`` writes are admitted above the reserve; ``settlement`` writes may use it.
+SALE = "sale"
+SETTLEMENT = "settlement"
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class VerifyReport:
+    """Result of a journal verification (``scrub``)."""
+
+    ok: bool = True
+    checked: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, where: str, problem: str, **detail: Any) -> None:
+        """Record one problem; the first one added is the first bad record."""
+        self.ok = False
+        self.problems.append({"where": where, "problem": problem, **detail})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"ok", "checked", "problems"}``."""
+        return {"ok": self.ok, "checked": self.checked, "problems": self.problems}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a journal write returns: the caller's result and the sequence numbers written."""
+
+    result: Any
+    seqs: tuple[int, ...]
+    replayed: bool = False
+
+
+def map_sqlite_error(exc: sqlite3.Error, *, path: Path, device: str) -> TillVaultError:
+    """Translate an engine error into TillVault's hierarchy (by meaning)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    if primary == SQLITE_FULL or "disk is full" in text:
+        return StorageFull(
+            f"storage device {device} is full: the write to {path.name} was rolled back, nothing committed "
+            "was lost; settle now (tillvault settle) or free space (tillvault cleanup)",
+            device=device,
+            message_zh=f"存储设备{device}已满:写入已回滚,已保存的数据未丢失;请立即结算或清理空间",
+        )
+    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text:
+        return JournalCorrupt(f"journal {path} on device {device} is corrupt: {text}; run tillvault scrub")
+    if primary == SQLITE_IOERR or "I/O error" in text:
+        return DeviceFailed(
+            f"storage device {device} reported an I/O error on {path.name} ({text}); the write was rolled "
+            "back; check or replace the device"
+        )
+    return DeviceFailed(f"journal {path.name} on device {device}: {text}")
+
+
+class Journal:
+    """The terminal's durable journal in one SQLite file.
+
+    All writes go through :meth:`write`, which appends events to the hash chain and applies
+    current-state changes in one SQLite transaction. The object is safe to share between
+    threads; writes are serialised.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        device: str = "A",
+        wal_limit_bytes: int = 512 * 1024,
+        autocheckpoint_pages: int = 32,
+    ) -> None:
+        self.path = Path(path)
+        self.device = device
+        self.wal_limit_bytes = wal_limit_bytes
+        self.autocheckpoint_pages = autocheckpoint_pages
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._tip_seq = 0
+        self._tip_chain = b""
+        #: Hooks run after each committed write with the write class (space accounting).
+        self.after_commit: list[Callable[[str], None]] = []
+
+    # -- connection -------------------------------------------------------------------------
+    def open(self) -> Journal:
+        """Open (creating if needed) and migrate the database; returns ``self``.
+
+        :raises JournalCorrupt: if the file is not a SQLite database.
+        :raises ConfigError: if the schema is newer than this code.
+        """
+        with self._lock:
+            self._connect()
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum = NONE")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise DeviceFailed(f"journal {self.path} cannot use WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self.autocheckpoint_pages}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            schema.migrate(conn)
+            self._conn = conn
+            self._load_tip()
+        except sqlite3.Error as exc:
+            raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+        return conn
+
+    def _load_tip(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        row = conn.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            row = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
+        self._tip_seq, self._tip_chain = int(row[0]), bytes(row[1])
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL when possible)."""
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection (reopened after an I/O error). For reads and for ``write``'s callbacks."""
+        with self._lock:
+            return self._connect()
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(
+        self,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        apply: Callable[[sqlite3.Connection, tuple[int, ...]], Any] | None = None,
+        *,
+        idem_key: str | None = None,
+        klass: str = SALE,
+        ts_ms: int | None = None,
+    ) -> WriteResult:
+        """Append ``events`` and run ``apply`` in one durable SQLite transaction.
+
+        ``apply(conn, seqs)`` updates current-state tables and returns a JSON-ready result.
+        With ``idem_key``, a retried write returns the first write's result and writes nothing.
+
+        :raises StorageFull: the engine ran out of space; nothing was written.
+        :raises DeviceFailed: an I/O error; nothing was written.
+        """
+        ts = now_ms() if ts_ms is None else ts_ms
+        encoded = [(kind, canonical(body)) for kind, body in events]
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if idem_key is not None:
+                        row = conn.execute("SELECT seq, result FROM idempotency WHERE key = ?", (idem_key,)).fetchone()
+                        if row is not None:
+                            conn.execute("ROLLBACK")
+                            return WriteResult(decode(row["result"]), (int(row["seq"]),), replayed=True)
+                    seq, chain = self._tip_seq, self._tip_chain
+                    seqs: list[int] = []
+                    for kind, body in encoded:
+                        seq += 1
+                        checksum = event_checksum(seq, ts, kind, body)
+                        chain = chain_hash(chain, checksum)
+                        conn.execute(
+                            "INSERT INTO events (seq, ts_ms, kind, body, checksum, chain) VALUES (?,?,?,?,?,?)",
+                            (seq, ts, kind, body, checksum, chain),
+                        )
+                        seqs.append(seq)
+                    result = apply(conn, tuple(seqs)) if apply is not None else None
+                    if idem_key is not None:
+                        conn.execute(
+                            "INSERT INTO idempotency (key, seq, result) VALUES (?,?,?)",
+                            (idem_key, seq, canonical(result).decode("utf-8")),
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                error = map_sqlite_error(exc, path=self.path, device=self.device)
+                if not isinstance(error, StorageFull):
+                    self._drop_connection()
+                raise error from exc
+            self._tip_seq, self._tip_chain = seq, chain
+        for hook in self.after_commit:
+            hook(klass)
+        return WriteResult(result, tuple(seqs))
+
+    def next_counter(self, conn: sqlite3.Connection, name: str, *, start: int = 1, wrap: int = 0) -> int:
+        """Advance and return counter ``name`` inside a write (``wrap``: restart at ``start`` after it)."""
+        row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        value = start if row is None else int(row[0]) + 1
+        if wrap and value > wrap:
+            value = start
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+        return value
+
+    def counter(self, name: str) -> int | None:
+        """Current value of counter ``name`` (``None`` if never advanced)."""
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` inside a write."""
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, canonical(value).decode("utf-8")),
+        )
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        """Read a JSON value stored with :meth:`set_meta`."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else decode(row[0].encode("utf-8"))
+
+    # -- reading ----------------------------------------------------------------------------
+    def events(self, after_seq: int = 0) -> Iterator[Event]:
+        """Events with ``seq > after_seq`` in order."""
+        cur = self.conn.execute(
+            "SELECT seq, ts_ms, kind, body, checksum, chain FROM events WHERE seq > ? ORDER BY seq",
+            (after_seq,),
+        )
+        for row in cur:
+            yield Event(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]), bytes(row[5]))
+
+    @property
+    def tip(self) -> tuple[int, bytes]:
+        """The last committed sequence number and chain hash."""
+        with self._lock:
+            self._connect()
+            return self._tip_seq, self._tip_chain
+
+    # -- verification -----------------------------------------------------------------------
+    def verify(self, *, integrity: bool = True) -> VerifyReport:
+        """Check SQLite's integrity, every event checksum, the whole chain and every row checksum.
+
+        Problems are listed in order; the first is the first bad record.
+        """
+        report = VerifyReport()
+        with self._lock:
+            try:
+                conn = self._connect()
+                if integrity:
+                    rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+                    if rows != ["ok"]:
+                        report.add("sqlite", "integrity_check failed", details=rows[:10])
+                anchor = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
+                prev_seq, prev_chain = int(anchor[0]), bytes(anchor[1])
+                for event in self.events(prev_seq):
+                    report.checked += 1
+                    if event.seq != prev_seq + 1:
+                        report.add(
+                            "events",
+                            f"sequence gap: expected {prev_seq + 1}, found {event.seq}",
+                            seq=event.seq,
+                        )
+                    if not event.checksum_ok():
+                        report.add("events", f"event {event.seq} ({event.kind}): checksum mismatch", seq=event.seq)
+                    elif chain_hash(prev_chain, event.checksum) != event.chain:
+                        report.add("events", f"event {event.seq} ({event.kind}): chain link broken", seq=event.seq)
+                    prev_seq, prev_chain = event.seq, event.chain
+                for row in conn.execute("SELECT * FROM transactions ORDER BY invoice"):
+                    report.checked += 1
+                    values = {k: row[k] for k in row if k != "checksum"}
+                    if row_checksum(values) != bytes(row["checksum"]):
+                        report.add(
+                            "transactions",
+                            f"transaction invoice {row['invoice']}: row checksum mismatch",
+                            invoice=row["invoice"],
+                        )
+            except sqlite3.DatabaseError as exc:
+                report.add("sqlite", str(map_sqlite_error(exc, path=self.path, device=self.device)))
+                self._drop_connection()
+        return report
+
+    # -- space ------------------------------------------------------------------------------
+    def page_stats(self) -> tuple[int, int]:
+        """(page count, free page count) of the database file."""
+        conn = self.conn
+        return (
+            int(conn.execute("PRAGMA page_count").fetchone()[0]),
+            int(conn.execute("PRAGMA freelist_count").fetchone()[0]),
+        )
+
+    def free_page_bytes(self) -> int:
+        """Bytes of free pages inside the database file (reusable without growing it)."""
+        return self.page_stats()[1] * PAGE_SIZE
+
+    def grow_free_pages(self, target_bytes: int, *, chunk_pages: int = 32) -> int:
+        """Pre-grow free pages until at least ``target_bytes`` are free inside the file.
+
+        Writes filler rows and deletes them in chunks small enough for the bounded WAL,
+        checkpointing between chunks so the pages land in the database file. Stops early,
+        without error, if the disk fills. Returns the free-page bytes reached.
+        """
+        with self._lock:
+            conn = self._connect()
+            pad = PAGE_SIZE - 200  # one filler row per page
+            # Filler rows stay until the end (a chunk must not reuse the pages the last one freed),
+            # then one DELETE turns them all into free pages.
+            try:
+                while True:
+                    missing = (target_bytes - self.free_page_bytes() + PAGE_SIZE - 1) // PAGE_SIZE
+                    held = conn.execute("SELECT count(*) FROM headroom").fetchone()[0]
+                    if missing - held <= 0:
+                        break
+                    n = min(chunk_pages, missing - held)
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("INSERT INTO headroom (pad) VALUES (zeroblob(?))", [(pad,)] * n)
+                    conn.execute("COMMIT")
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                error = map_sqlite_error(exc, path=self.path, device=self.device)
+                if not isinstance(error, StorageFull):
+                    self._drop_connection()
+                    raise error from exc
+            try:
+                conn.execute("DELETE FROM headroom")
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                self._drop_connection()
+                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+            return self.free_page_bytes()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (PASSIVE: never blocks writers)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def file_bytes(self) -> int:
+        """Bytes on disk held by the database, its WAL and shared-memory file."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total

@@ -1,0 +1,140 @@
+"""The hot-tier schema and its migrations, versioned with ``PRAGMA user_version``.
+
+Each migration is a list of statements applied in one transaction; the version only moves
+forward. A database newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tillvault.errors import ConfigError
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the event log, current state, counters, idempotency, outbox.
+    [
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            body BLOB NOT NULL,
+            checksum BLOB NOT NULL,
+            chain BLOB NOT NULL
+        )""",
+        # The link before the oldest event still in the hot tier (moves when events are sealed away).
+        """CREATE TABLE chain_anchor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            chain BLOB NOT NULL
+        )""",
+        "INSERT INTO chain_anchor (id, seq, chain) VALUES (1, 0, zeroblob(32))",
+        """CREATE TABLE transactions (
+            invoice INTEGER PRIMARY KEY,
+            terminal_id TEXT NOT NULL,
+            batch INTEGER NOT NULL,
+            stan INTEGER NOT NULL,
+            business_date TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount >= 0),
+            currency TEXT NOT NULL,
+            card_token TEXT,
+            masked_pan TEXT,
+            brand TEXT,
+            card_type TEXT,
+            entry_mode TEXT,
+            merchant_id TEXT,
+            operator_id TEXT,
+            customer_ref TEXT,
+            original_invoice INTEGER,
+            rrn TEXT,
+            auth_code TEXT,
+            response_code TEXT,
+            reason TEXT,
+            fee INTEGER,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            idem_key TEXT UNIQUE,
+            extra TEXT,
+            checksum BLOB NOT NULL,
+            UNIQUE (terminal_id, business_date, stan)
+        )""",
+        "CREATE INDEX transactions_status ON transactions (status)",
+        "CREATE INDEX transactions_batch ON transactions (batch, status)",
+        "CREATE INDEX transactions_card_day ON transactions (card_token, business_date)",
+        """CREATE TABLE batches (
+            batch INTEGER PRIMARY KEY,
+            status TEXT NOT NULL,
+            opened_ms INTEGER NOT NULL,
+            closed_ms INTEGER,
+            report TEXT
+        )""",
+        """CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        )""",
+        """CREATE TABLE idempotency (
+            key TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            result TEXT NOT NULL
+        )""",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            invoice INTEGER,
+            payload BLOB NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_ms INTEGER NOT NULL,
+            idem_key TEXT UNIQUE
+        )""",
+        "CREATE INDEX outbox_pending ON outbox (status, id)",
+        """CREATE TABLE merchants (
+            merchant_id TEXT PRIMARY KEY,
+            record TEXT NOT NULL
+        )""",
+        """CREATE TABLE customers (
+            customer_ref TEXT PRIMARY KEY,
+            phone_token TEXT UNIQUE,
+            name_enc BLOB,
+            visits INTEGER NOT NULL DEFAULT 0,
+            total_amount INTEGER NOT NULL DEFAULT 0,
+            first_ms INTEGER NOT NULL,
+            last_ms INTEGER NOT NULL
+        )""",
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        # Filler rows written and deleted to pre-grow free pages (the physical reserve).
+        "CREATE TABLE headroom (id INTEGER PRIMARY KEY, pad BLOB NOT NULL)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; return the version found before.
+
+    :raises ConfigError: if the database was written by a newer TillVault.
+    """
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"journal schema version {found} is newer than this TillVault understands ({SCHEMA_VERSION}); "
+            "upgrade TillVault"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found

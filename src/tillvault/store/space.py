@@ -1,0 +1,301 @@
+"""Space admission: where the decision "may this sale start?" is made.
+
+The store's capacity is the smaller of a configured quota and what the filesystem can
+give (``statvfs``) plus what the store already holds. The **settlement reserve** is sized
+for the open batch's close and upload bookkeeping (a fixed base plus a share per open
+transaction) and exists physically as pre-grown free pages inside the journal file, so that
+settlement can still commit on a filesystem that is 100% full. A **ballast** file holds a
+further emergency margin that only the critical pressure level may release.
+
+A sale is admitted only if its whole life (intent, outcome, its share of settlement and
+upload) fits above the reserve; otherwise :class:`StorageFull` is raised *before* anything is
+written or sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tillvault.errors import StorageFull
+from tillvault.store.journal import Journal
+
+KIB = 1024
+MIB = 1024 * 1024
+BALLAST_NAME = "ballast.bin"
+
+LEVELS = ("normal", "watch", "high", "critical", "exhausted")
+
+
+def parse_size(text: str | int) -> int:
+    """Parse ``"64MiB"``, ``"4m"``, ``"600KiB"``, ``"1.5G"`` or a plain byte count into bytes.
+
+    :raises ValueError: if the text is not a size.
+    """
+    if isinstance(text, int):
+        return text
+    s = text.strip().lower().replace(" ", "")
+    units = {
+        "": 1,
+        "b": 1,
+        "k": KIB,
+        "kb": 1000,
+        "kib": KIB,
+        "m": MIB,
+        "mb": 1000**2,
+        "mib": MIB,
+        "g": 1024**3,
+        "gb": 1000**3,
+        "gib": 1024**3,
+    }
+    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(num) :]
+    if not num or unit not in units:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)")
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)") from None
+    if value < 0:
+        raise ValueError(f"size must not be negative: {text!r}")
+    return int(value * units[unit])
+
+
+@dataclass
+class SpacePolicy:
+    """Sizes that govern admission (bytes). Every figure is configurable in the terminal's config."""
+
+    quota_bytes: int | None = None
+    #: Fixed part of the settlement reserve (batch close, report, outbox drain).
+    reserve_base_bytes: int = 192 * KIB
+    #: Settlement and upload bookkeeping per open-batch transaction.
+    settle_share_bytes: int = 1 * KIB
+    #: Whole life of one sale in the hot tier (intent, outcome, outbox, indexes), measured.
+    sale_life_bytes: int = 4 * KIB
+    #: Free pages kept above the reserve for sales, when the filesystem has room.
+    headroom_bytes: int = 128 * KIB
+    #: Emergency ballast file, released only at the critical level.
+    ballast_bytes: int = 256 * KIB
+    #: Fractions of capacity below which pressure rises.
+    watch_free_fraction: float = 0.30
+    high_free_fraction: float = 0.15
+    #: Free space above the reserve below which pressure is critical, in sales.
+    critical_sales: int = 50
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpacePolicy:
+        """Build from a config dict, ignoring unknown keys."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class SpaceStatus:
+    """A snapshot of the store's space (bytes)."""
+
+    device: str
+    capacity_bytes: int
+    used_bytes: int
+    free_bytes: int
+    reserve_bytes: int
+    in_flight_bytes: int
+    journal_free_page_bytes: int
+    ballast_bytes: int
+    fs_free_bytes: int
+    available_for_sales_bytes: int
+    sales_possible: int
+    pressure: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class SpaceManager:
+    """Decides admission and keeps the physical reserve for one storage device."""
+
+    def __init__(
+        self,
+        root: Path,
+        journal: Journal,
+        policy: SpacePolicy,
+        *,
+        device: str = "A",
+        open_batch_count: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.root = Path(root)
+        self.journal = journal
+        self.policy = policy
+        self.device = device
+        self._open_batch_count = open_batch_count
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    # -- measurement --------------------------------------------------------------------------
+    def fs_free_bytes(self) -> int:
+        """Bytes the filesystem gives an unprivileged writer (``f_bavail``)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def store_bytes(self) -> int:
+        """Bytes held on disk by every file under the data folder."""
+        total = 0
+        stack = [self.root]
+        while stack:
+            folder = stack.pop()
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as it:
+                for entry in it:
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def reserve_bytes(self) -> int:
+        """The settlement reserve now: base plus a share per open-batch transaction."""
+        return self.policy.reserve_base_bytes + self.policy.settle_share_bytes * max(0, self._open_batch_count())
+
+    def ballast_path(self) -> Path:
+        """Path of the ballast file."""
+        return self.root / BALLAST_NAME
+
+    def status(self) -> SpaceStatus:
+        """Measure capacity, use, reserve and pressure now."""
+        held = self.store_bytes()
+        fs_free = self.fs_free_bytes()
+        capacity = held + fs_free
+        if self.policy.quota_bytes:
+            capacity = min(capacity, self.policy.quota_bytes)
+        db_free = self.journal.free_page_bytes()
+        used = max(0, held - db_free)
+        # Room outside the store is whatever the quota leaves, but never more than the disk has.
+        outside = max(0, min(capacity - held, fs_free))
+        free = outside + db_free
+        reserve = self.reserve_bytes()
+        with self._lock:
+            in_flight = self._in_flight
+        available = free - reserve - in_flight
+        sales = max(0, available // self.policy.sale_life_bytes)
+        ballast = self._ballast_size()
+        return SpaceStatus(
+            device=self.device,
+            capacity_bytes=capacity,
+            used_bytes=used,
+            free_bytes=free,
+            reserve_bytes=reserve,
+            in_flight_bytes=in_flight,
+            journal_free_page_bytes=db_free,
+            ballast_bytes=ballast,
+            fs_free_bytes=fs_free,
+            available_for_sales_bytes=max(0, available),
+            sales_possible=int(sales),
+            pressure=self._level(capacity, free, available),
+        )
+
+    def _level(self, capacity: int, free: int, available: int) -> str:
+        p = self.policy
+        if available < p.sale_life_bytes:
+            return "exhausted"
+        if available < p.critical_sales * p.sale_life_bytes:
+            return "critical"
+        fraction = free / capacity if capacity else 0.0
+        if fraction < p.high_free_fraction:
+            return "high"
+        if fraction < p.watch_free_fraction:
+            return "watch"
+        return "normal"
+
+    def _ballast_size(self) -> int:
+        try:
+            return self.ballast_path().stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # -- admission ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def reserve_for_sale(self, count: int = 1) -> Iterator[int]:
+        """Admit ``count`` sales: hold their whole-life bytes until the block ends.
+
+        :raises StorageFull: the sales do not fit above the settlement reserve. Raised before
+            anything is written, naming the device, the figures and the way out.
+        """
+        need = self.policy.sale_life_bytes * count
+        st = self.status()
+        with self._lock:
+            available = st.free_bytes - st.reserve_bytes - self._in_flight
+            if available < need:
+                raise self.full_error(st, need)
+            self._in_flight += need
+        try:
+            yield need
+        finally:
+            with self._lock:
+                self._in_flight -= need
+
+    def full_error(self, st: SpaceStatus, need: int) -> StorageFull:
+        """The refusal a merchant sees, in English and Simplified Chinese."""
+        d = self.device
+        return StorageFull(
+            f"storage device {d} is full: 0 sales can be taken ({_fmt(st.free_bytes)} free of "
+            f"{_fmt(st.capacity_bytes)}, {_fmt(st.reserve_bytes)} kept for settlement, a sale needs "
+            f"{_fmt(need)}). Settle now (tillvault settle), free space (tillvault cleanup) or connect the "
+            "back office to offload settled transactions. No card was charged.",
+            device=d,
+            needed_bytes=need,
+            available_bytes=max(0, st.free_bytes - st.reserve_bytes),
+            message_zh=f"存储设备{d}已满:无法进行新交易(未扣款)。请立即结算,或清理空间,或连接后台以转存已结算的交易。",
+        )
+
+    # -- the physical reserve -----------------------------------------------------------------
+    def maintain(self) -> SpaceStatus:
+        """Keep the physical reserve: pre-grow free pages up to reserve + headroom if the disk allows."""
+        target = self.reserve_bytes() + self.policy.headroom_bytes
+        if self.journal.free_page_bytes() < target - self.policy.headroom_bytes // 2:
+            self.journal.grow_free_pages(target)
+        return self.status()
+
+    def ensure_ballast(self) -> int:
+        """Create the ballast file at its configured size if missing; returns its size."""
+        path = self.ballast_path()
+        size = self.policy.ballast_bytes
+        if size <= 0 or self._ballast_size() >= size:
+            return self._ballast_size()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                chunk = b"\0" * (64 * KIB)
+                written = os.fstat(fd).st_size
+                os.lseek(fd, written, os.SEEK_SET)
+                while written < size:
+                    written += os.write(fd, chunk[: min(len(chunk), size - written)])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a partial ballast is still ballast; a full disk is the ladder's business
+        return self._ballast_size()
+
+    def release_ballast(self) -> int:
+        """Delete the ballast (critical level only); returns the bytes released."""
+        size = self._ballast_size()
+        with contextlib.suppress(FileNotFoundError):
+            self.ballast_path().unlink()
+        return size
+
+
+def _fmt(n: int) -> str:
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    if n >= KIB:
+        return f"{n / KIB:.0f} KiB"
+    return f"{n} B"

@@ -1,0 +1,125 @@
+"""Merchant: validation of ISO 8583 identifiers, licence numbers, and merchants from QR codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tillvault.domain.emvqr import build_qr, parse_qr
+from tillvault.domain.merchant import Merchant, derive_merchant_id, validate_licence_number
+from tillvault.errors import InvalidInput, QRCodeInvalid
+
+VALID_USCC = "91110000600037341L"
+
+
+def make(**changes: object) -> Merchant:
+    fields: dict[str, object] = {
+        "merchant_id": "123456789012345",
+        "terminal_id": "T0000001",
+        "name": "张三便利店",
+        "city": "Beijing",
+        "country": "CN",
+        "mcc": "5411",
+        "currency": "156",
+        "licence_number": VALID_USCC,
+    }
+    return Merchant(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_valid_merchant_normalizes_currency_and_round_trips_through_dict() -> None:
+    merchant = make()
+    assert merchant.currency == "CNY"
+    assert Merchant.from_dict(merchant.to_dict()) == merchant
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"merchant_id": "1234567890123456"}, "must be 1 to 15 letters, digits or spaces"),
+        ({"merchant_id": "ABC-1"}, "must be 1 to 15 letters, digits or spaces"),
+        ({"merchant_id": "   "}, "merchant id is blank"),
+        ({"terminal_id": "T001"}, "must be exactly 8 letters or digits (ISO 8583 field 41)"),
+        ({"terminal_id": "T000000-"}, "must be exactly 8 letters or digits"),
+        ({"name": ""}, "merchant name is required"),
+        ({"mcc": "541"}, "merchant category code '541' must be 4 digits"),
+        ({"country": "cn"}, "must be 2 capital letters"),
+        ({"currency": "RMB"}, "currency 'RMB' is not an ISO 4217 code"),
+        ({"licence_number": "91110000600037341M"}, "has a wrong check digit"),
+        ({"licence_number": "9111000060003734"}, "has 16 characters; a unified social credit code has 18"),
+    ],
+)
+def test_constructor_refuses_bad_fields_precisely(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        make(**changes)
+    assert message in str(info.value)
+
+
+def test_empty_licence_means_not_given() -> None:
+    assert make(licence_number="").licence_number == ""
+    assert validate_licence_number(" 91110000600037341L ") == VALID_USCC
+
+
+def test_from_qr_takes_name_place_and_merchant_id_from_the_code() -> None:
+    payload = build_qr(
+        name="北京朝阳区张三便利店",
+        city="北京",
+        country="CN",
+        currency="CNY",
+        mcc="5411",
+        accounts=[{"gui": "A000000333", "fields": {"01": "898110000000001"}}],
+    )
+    merchant = Merchant.from_qr(parse_qr(payload), terminal_id="12345678", licence_number=VALID_USCC)
+    assert merchant.merchant_id == "898110000000001"
+    assert (merchant.name, merchant.city, merchant.country, merchant.mcc) == (
+        "北京朝阳区张三便利店",
+        "北京",
+        "CN",
+        "5411",
+    )
+    assert merchant.currency == "CNY" and merchant.accounts[0].gui == "A000000333"
+
+
+def test_from_qr_skips_short_type_codes_and_uses_the_scheme_id() -> None:
+    # PayNow: sub-field 01 is the proxy type ("2" = UEN), 02 the UEN itself.
+    paynow = (
+        "00020101021226560009SG.PAYNOW010120213201509555BNN1030100412230914205029520400005303702540450"
+        ".05802SG5914DEV MERCHANT 56009SINGAPORE621601120870-0000VL663049149"
+    )
+    assert Merchant.from_qr(parse_qr(paynow), terminal_id="SG000001").merchant_id == "201509555BNN1"
+
+
+def test_from_qr_derives_a_stable_id_when_the_code_has_none_that_fits() -> None:
+    pix = (
+        "00020126500014BR.GOV.BCB.PIX0128mariannavidal12345@gmail.com520400005303986540580.005802BR5923"
+        "Marianna Vidal da Silva6009SAO PAULO62140510Uog7w1SbFq63044416"
+    )
+    first = Merchant.from_qr(parse_qr(pix), terminal_id="BR000001")
+    again = Merchant.from_qr(parse_qr(pix), terminal_id="BR000002")
+    assert first.merchant_id == again.merchant_id and len(first.merchant_id) == 15
+    assert first.merchant_id == derive_merchant_id("26", "BR.GOV.BCB.PIX", "mariannavidal12345@gmail.com")
+
+
+def test_from_qr_fills_missing_name_and_mcc() -> None:
+    promptpay = "00020101021129370016A000000677010111011300668999999995802TH53037646304FE29"
+    with pytest.raises(InvalidInput, match="no merchant name"):
+        Merchant.from_qr(parse_qr(promptpay), terminal_id="TH000001")
+    merchant = Merchant.from_qr(parse_qr(promptpay), terminal_id="TH000001", name="Somchai Shop")
+    assert (merchant.merchant_id, merchant.mcc, merchant.currency) == ("0066899999999", "0000", "THB")
+
+
+def test_from_qr_refuses_an_invalid_code() -> None:
+    with pytest.raises(QRCodeInvalid) as info:
+        Merchant.from_qr(parse_qr("000201"), terminal_id="12345678")
+    assert info.value.errors
+
+
+def test_explicit_merchant_id_wins() -> None:
+    payload = build_qr(
+        name="Shop",
+        city="Shanghai",
+        country="CN",
+        currency="CNY",
+        mcc="5812",
+        accounts=[{"gui": "A000000333"}],
+    )
+    merchant = Merchant.from_qr(parse_qr(payload), terminal_id="12345678", merchant_id="MID 42")
+    assert merchant.merchant_id == "MID 42"
