@@ -46,13 +46,13 @@ def _refuse_floats(obj: Any) -> None:
             _refuse_floats(value)
 
 
-def decode(body: bytes) -> Any:
+def decode(body: bytes | str) -> Any:
     """Decode canonical JSON bytes back into Python objects.
 
     :raises InvalidInput: if the bytes are not valid UTF-8 JSON.
     """
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8") if isinstance(body, bytes | bytearray | memoryview) else body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"event body is not canonical JSON: {exc}") from exc
 

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,72 @@ def map_sqlite_error(exc: sqlite3.Error, *, path: Path, device: str) -> TillVaul
     return DeviceFailed(f"journal {path.name} on device {device}: {text}")
 
 
+SQLITE_FCNTL_PERSIST_WAL = 10
+
+
+def _as_bytes(value: Any) -> bytes:
+    # A tampered or damaged row may hold TEXT where BLOB belongs: compare it as bytes, never crash.
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return b"" if value is None else bytes(value)
+
+
+def persist_wal(conn: sqlite3.Connection, path: Path) -> bool:
+    """Keep the WAL and shared-memory files when the last connection closes.
+
+    By default SQLite deletes the WAL on close, so the next process's first write must
+    create it again: on a full disk that write fails, settlement included. With
+    ``SQLITE_FCNTL_PERSIST_WAL`` the pre-grown WAL stays (bounded by ``journal_size_limit``)
+    and is reused. Python's ``sqlite3`` does not expose ``sqlite3_file_control``, so this
+    calls it through ctypes on the connection's handle, after checking that the handle
+    really is this database (by its file name); it returns False, changing nothing, where
+    that check fails.
+    """
+    try:
+        import _sqlite3
+        import ctypes
+
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        lib.sqlite3_db_filename.restype = ctypes.c_char_p
+        lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.sqlite3_file_control.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+        # CPython's connection object: PyObject_HEAD, then the sqlite3* handle.
+        handle = ctypes.c_void_p.from_address(id(conn) + 2 * ctypes.sizeof(ctypes.c_void_p)).value
+        if not handle:
+            return False
+        name = lib.sqlite3_db_filename(handle, b"main")
+        if not name or os.path.realpath(name.decode()) != os.path.realpath(path):
+            return False
+        flag = ctypes.c_int(1)
+        return lib.sqlite3_file_control(handle, b"main", SQLITE_FCNTL_PERSIST_WAL, ctypes.byref(flag)) == 0
+    except (OSError, AttributeError, ValueError, ImportError):
+        return False
+
+
+class WriteContext:
+    """Handed to a write's function: the connection, the time, and ``emit`` for events."""
+
+    def __init__(self, conn: sqlite3.Connection, ts_ms: int, seq: int, chain: bytes) -> None:
+        self.conn = conn
+        self.ts_ms = ts_ms
+        self.seq = seq
+        self.chain = chain
+        self.seqs: list[int] = []
+
+    def emit(self, kind: str, body: dict[str, Any]) -> int:
+        """Append an event to the chain within this transaction; returns its sequence number."""
+        data = canonical(body)
+        self.seq += 1
+        checksum = event_checksum(self.seq, self.ts_ms, kind, data)
+        self.chain = chain_hash(self.chain, checksum)
+        self.conn.execute(
+            "INSERT INTO events (seq, ts_ms, kind, body, checksum, chain) VALUES (?,?,?,?,?,?)",
+            (self.seq, self.ts_ms, kind, data, checksum, self.chain),
+        )
+        self.seqs.append(self.seq)
+        return self.seq
+
+
 class Journal:
     """The terminal's durable journal in one SQLite file.
 
@@ -122,6 +188,7 @@ class Journal:
         self.wal_limit_bytes = wal_limit_bytes
         self.autocheckpoint_pages = autocheckpoint_pages
         self._conn: sqlite3.Connection | None = None
+        self.persistent_wal = False
         self._lock = threading.RLock()
         self._tip_seq = 0
         self._tip_chain = b""
@@ -155,6 +222,7 @@ class Journal:
             conn.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {self.autocheckpoint_pages}")
             conn.execute("PRAGMA foreign_keys = ON")
+            self.persistent_wal = persist_wal(conn, self.path)
             schema.migrate(conn)
             self._conn = conn
             self._load_tip()
@@ -173,13 +241,14 @@ class Journal:
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when possible)."""
         with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.close()
-                self._conn = None
+            self._drop_connection()
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                # With a size limit set, SQLite truncates a persistent WAL to zero on close;
+                # lifting it keeps the pre-grown WAL for the next process.
+                self._conn.execute("PRAGMA journal_size_limit = -1")
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
@@ -193,23 +262,22 @@ class Journal:
     # -- writing ----------------------------------------------------------------------------
     def write(
         self,
-        events: Sequence[tuple[str, dict[str, Any]]],
-        apply: Callable[[sqlite3.Connection, tuple[int, ...]], Any] | None = None,
+        fn: Callable[[WriteContext], Any],
         *,
         idem_key: str | None = None,
         klass: str = SALE,
         ts_ms: int | None = None,
     ) -> WriteResult:
-        """Append ``events`` and run ``apply`` in one durable SQLite transaction.
+        """Run ``fn`` in one durable SQLite transaction and return its result.
 
-        ``apply(conn, seqs)`` updates current-state tables and returns a JSON-ready result.
-        With ``idem_key``, a retried write returns the first write's result and writes nothing.
+        ``fn(ctx)`` appends events with ``ctx.emit(kind, body)`` and updates current-state
+        tables through ``ctx.conn``; everything commits together or not at all. With
+        ``idem_key``, a retried write returns the first write's result and writes nothing.
 
         :raises StorageFull: the engine ran out of space; nothing was written.
         :raises DeviceFailed: an I/O error; nothing was written.
         """
         ts = now_ms() if ts_ms is None else ts_ms
-        encoded = [(kind, canonical(body)) for kind, body in events]
         with self._lock:
             conn = self._connect()
             try:
@@ -220,22 +288,12 @@ class Journal:
                         if row is not None:
                             conn.execute("ROLLBACK")
                             return WriteResult(decode(row["result"]), (int(row["seq"]),), replayed=True)
-                    seq, chain = self._tip_seq, self._tip_chain
-                    seqs: list[int] = []
-                    for kind, body in encoded:
-                        seq += 1
-                        checksum = event_checksum(seq, ts, kind, body)
-                        chain = chain_hash(chain, checksum)
-                        conn.execute(
-                            "INSERT INTO events (seq, ts_ms, kind, body, checksum, chain) VALUES (?,?,?,?,?,?)",
-                            (seq, ts, kind, body, checksum, chain),
-                        )
-                        seqs.append(seq)
-                    result = apply(conn, tuple(seqs)) if apply is not None else None
+                    ctx = WriteContext(conn, ts, self._tip_seq, self._tip_chain)
+                    result = fn(ctx)
                     if idem_key is not None:
                         conn.execute(
                             "INSERT INTO idempotency (key, seq, result) VALUES (?,?,?)",
-                            (idem_key, seq, canonical(result).decode("utf-8")),
+                            (idem_key, ctx.seq, canonical(result).decode("utf-8")),
                         )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -247,10 +305,14 @@ class Journal:
                 if not isinstance(error, StorageFull):
                     self._drop_connection()
                 raise error from exc
-            self._tip_seq, self._tip_chain = seq, chain
+            self._tip_seq, self._tip_chain = ctx.seq, ctx.chain
         for hook in self.after_commit:
             hook(klass)
-        return WriteResult(result, tuple(seqs))
+        return WriteResult(result, tuple(ctx.seqs))
+
+    def append(self, kind: str, body: dict[str, Any], *, klass: str = SALE) -> int:
+        """Append one event on its own; returns its sequence number."""
+        return self.write(lambda ctx: ctx.emit(kind, body), klass=klass).result
 
     def next_counter(self, conn: sqlite3.Connection, name: str, *, start: int = 1, wrap: int = 0) -> int:
         """Advance and return counter ``name`` inside a write (``wrap``: restart at ``start`` after it)."""
@@ -289,7 +351,7 @@ class Journal:
             (after_seq,),
         )
         for row in cur:
-            yield Event(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]), bytes(row[5]))
+            yield Event(row[0], row[1], row[2], _as_bytes(row[3]), _as_bytes(row[4]), _as_bytes(row[5]))
 
     @property
     def tip(self) -> tuple[int, bytes]:
@@ -329,7 +391,7 @@ class Journal:
                     prev_seq, prev_chain = event.seq, event.chain
                 for row in conn.execute("SELECT * FROM transactions ORDER BY invoice"):
                     report.checked += 1
-                    values = {k: row[k] for k in row if k != "checksum"}
+                    values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
                     if row_checksum(values) != bytes(row["checksum"]):
                         report.add(
                             "transactions",
@@ -354,7 +416,7 @@ class Journal:
         """Bytes of free pages inside the database file (reusable without growing it)."""
         return self.page_stats()[1] * PAGE_SIZE
 
-    def grow_free_pages(self, target_bytes: int, *, chunk_pages: int = 32) -> int:
+    def grow_free_pages(self, target_bytes: int, *, chunk_pages: int = 0) -> int:
         """Pre-grow free pages until at least ``target_bytes`` are free inside the file.
 
         Writes filler rows and deletes them in chunks small enough for the bounded WAL,
@@ -364,6 +426,8 @@ class Journal:
         with self._lock:
             conn = self._connect()
             pad = PAGE_SIZE - 200  # one filler row per page
+            # Chunks the size of the autocheckpoint also pre-grow the WAL to its working size.
+            chunk_pages = chunk_pages or max(8, self.autocheckpoint_pages)
             # Filler rows stay until the end (a chunk must not reuse the pages the last one freed),
             # then one DELETE turns them all into free pages.
             try:

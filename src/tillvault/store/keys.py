@@ -167,14 +167,19 @@ class KeyRing:
         return list(self._keys.values())
 
     # -- operations ---------------------------------------------------------------------------
-    def token(self, value: str, *, domain: str = "pan") -> str:
-        """A stable keyed token (hex HMAC-SHA256, 32 hex chars = 16 bytes) of ``value``.
+    def token_key(self) -> bytes:
+        """The tokenization key: the *first* token key ever created, so tokens stay stable across rotation."""
+        for key in self._keys.values():  # insertion order = creation order
+            if key.purpose == "token":
+                return key.material
+        raise KeyRingError(f"key ring {self.path} has no token key")
 
-        Tokens use the *first* token key ever created so they stay stable across rotation.
+    def token(self, value: str, *, domain: str) -> str:
+        """A stable keyed token (hex HMAC-SHA256, 32 hex chars = 16 bytes) of ``value`` in ``domain``.
+
+        For card numbers use :func:`tillvault.domain.cards.card_token` with :meth:`token_key`.
         """
-        key = min((k for k in self._keys.values() if k.purpose == "token"), key=lambda k: _created_order(self, k))
-        mac = hmac.new(key.material, f"{domain}:{value}".encode(), sha256).hexdigest()
-        return mac[:32]
+        return hmac.new(self.token_key(), f"{domain}:{value}".encode(), sha256).hexdigest()[:32]
 
     def encrypt_field(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
         """Encrypt a small field with AES-256-GCM under the active KEK: ``id|nonce|ciphertext``."""
@@ -197,10 +202,6 @@ class KeyRing:
             raise
         except Exception as exc:
             raise KeyRingError(f"encrypted field failed authentication: {type(exc).__name__}") from exc
-
-
-def _created_order(ring: KeyRing, key: Key) -> int:
-    return list(ring._keys).index(key.key_id)
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -1,0 +1,176 @@
+"""Terminal commands: init, status, scrub, tx list (thin: parse, call the library, print)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tillvault.cli.main import state
+from tillvault.cli.output import console, emit_json, guarded
+from tillvault.terminal.defaults import DEMO_HOST, DEMO_MERCHANT_QR, DEMO_TERMINAL_ID
+from tillvault.terminal.terminal import Terminal
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _open() -> Terminal:
+    return Terminal.open(state.data)
+
+
+def init(
+    terminal_id: Annotated[str, typer.Option("--terminal-id", help="Terminal id (ISO 8583 field 41, 8 chars).")] = (
+        DEMO_TERMINAL_ID
+    ),
+    merchant_qr: Annotated[
+        str, typer.Option("--merchant-qr", help="The merchant's EMV QR payload (merchant name, city, MCC, currency).")
+    ] = DEMO_MERCHANT_QR,
+    host: Annotated[str, typer.Option("--host", help="Acquirer host HOST:PORT.")] = DEMO_HOST,
+    capacity: Annotated[
+        str | None, typer.Option("--capacity", help="Storage quota, e.g. 64MiB (default: the filesystem's space).")
+    ] = None,
+    device_b: Annotated[
+        Path | None, typer.Option("--device-b", help="A second storage device (folder on another filesystem).")
+    ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", envvar="TILLVAULT_KEYRING", help="Key ring folder (never inside the data folder)."),
+    ] = None,
+    merchant_id: Annotated[
+        str | None, typer.Option("--merchant-id", help="Override the merchant id (field 42).")
+    ] = None,
+    licence: Annotated[
+        str, typer.Option("--licence", help="Business licence number (China unified social credit code).")
+    ] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a terminal in the data folder: configuration, journal, reserve and key ring."""
+
+    def run() -> dict[str, Any]:
+        t = Terminal.init(
+            state.data,
+            terminal_id=terminal_id,
+            merchant_qr=merchant_qr,
+            host=host,
+            capacity=capacity,
+            device_b=device_b,
+            keyring_dir=keyring,
+            merchant_id=merchant_id,
+            licence_number=licence,
+        )
+        with t:
+            return {
+                "ok": True,
+                "data": str(state.data),
+                "terminal_id": t.config.terminal_id,
+                "merchant": t.merchant.to_dict(),
+                "keyring": t.config.keyring,
+                **t.status(),
+            }
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"Terminal [bold]{out['terminal_id']}[/] for {out['merchant']} created in {state.data} "
+            f"(capacity {out['capacity_bytes']:,} B, settlement reserve {out['reserve_bytes']:,} B)."
+        )
+
+
+def status(as_json: JsonOpt = False) -> None:
+    """Show capacity, use, the settlement reserve, pressure and counts."""
+
+    def run() -> dict[str, Any]:
+        with _open() as t:
+            return t.status()
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+        return
+    table = Table(title=f"Terminal {out['terminal_id']} — {out['merchant']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in (
+        "capacity_bytes",
+        "used_bytes",
+        "free_bytes",
+        "reserve_bytes",
+        "sales_possible",
+        "pressure",
+        "runway_days",
+        "open_batch",
+        "open_batch_count",
+        "transactions",
+        "pending_intents",
+        "outbox_pending",
+    ):
+        value = out.get(key)
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def scrub(as_json: JsonOpt = False) -> None:
+    """Verify every record, checksum and the hash chain; report the first bad record."""
+
+    def run() -> dict[str, Any]:
+        with _open() as t:
+            return t.scrub()
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    elif out["ok"]:
+        console.print(f"[green]ok[/]: {out['checked']:,} records verified")
+    else:
+        console.print(f"[red]{len(out['problems'])} problem(s)[/]; first: {out['problems'][0]['problem']}")
+    if not out["ok"]:
+        raise typer.Exit(3)
+
+
+tx_app = typer.Typer(help="Transactions in the journal.", no_args_is_help=True)
+
+
+@tx_app.command("list")
+def tx_list(
+    status_: Annotated[str | None, typer.Option("--status", help="Only this status (e.g. approved).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Only this batch number.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List transactions (masked card numbers only)."""
+
+    def run() -> list[dict[str, Any]]:
+        with _open() as t:
+            return t.records.list(batch=batch, status=status_, limit=limit)
+
+    rows = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json([{k: v for k, v in r.items() if k not in ("card_token", "idem_key")} for r in rows])
+        return
+    table = Table()
+    for col in ("invoice", "kind", "status", "amount", "currency", "masked_pan", "batch", "rrn"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            f"{r['invoice']:06d}",
+            r["kind"],
+            r["status"],
+            str(r["amount"]),
+            r["currency"],
+            r["masked_pan"] or "",
+            str(r["batch"]),
+            r["rrn"] or "",
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the terminal commands to the ``tillvault`` app."""
+    app.command("init")(init)
+    app.command("status")(status)
+    app.command("scrub")(scrub)
+    app.add_typer(tx_app, name="tx")

@@ -1,0 +1,311 @@
+"""The terminal's transaction records in the hot tier: intent, outcome, batches, outbox.
+
+Every change is one journal write: an event appended to the hash chain and the current
+state (``transactions``, ``batches``, ``outbox``) updated in the same SQLite transaction.
+Natural keys make retries safe: (terminal id, invoice) and (terminal id, business date,
+STAN) are unique, and a caller's idempotency key returns the first result of a retry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from tillvault.errors import InvalidInput, TransactionNotFound
+from tillvault.store.encoding import canonical, decode, row_checksum
+from tillvault.store.journal import SALE, SETTLEMENT, Journal, WriteContext, now_ms
+
+TX_COLUMNS = (
+    "invoice",
+    "terminal_id",
+    "batch",
+    "stan",
+    "business_date",
+    "kind",
+    "status",
+    "amount",
+    "currency",
+    "card_token",
+    "masked_pan",
+    "brand",
+    "card_type",
+    "entry_mode",
+    "merchant_id",
+    "operator_id",
+    "customer_ref",
+    "original_invoice",
+    "rrn",
+    "auth_code",
+    "response_code",
+    "reason",
+    "fee",
+    "created_ms",
+    "updated_ms",
+    "idem_key",
+    "extra",
+)
+
+KINDS = ("sale", "refund", "void", "reversal", "offline_sale")
+#: Statuses a transaction moves through. ``pending`` is the durable intent before the host answers.
+STATUSES = (
+    "pending",
+    "approved",
+    "declined",
+    "offline_approved",
+    "not_completed",
+    "reversed",
+    "voided",
+    "refused",
+)
+#: Fields an outcome may change.
+OUTCOME_FIELDS = ("status", "rrn", "auth_code", "response_code", "reason", "fee", "card_type", "extra")
+
+STAN_MAX = 999_999
+
+
+def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = {k: row[k] for k in TX_COLUMNS}
+    if out["extra"] is not None:
+        out["extra"] = decode(out["extra"].encode("utf-8"))
+    return out
+
+
+def _store_row(conn: sqlite3.Connection, tx: dict[str, Any]) -> None:
+    values = {k: tx.get(k) for k in TX_COLUMNS}
+    if values["extra"] is not None and not isinstance(values["extra"], str):
+        values["extra"] = canonical(values["extra"]).decode("utf-8")
+    checksum = row_checksum(values)
+    cols = ", ".join((*TX_COLUMNS, "checksum"))
+    marks = ", ".join("?" for _ in range(len(TX_COLUMNS) + 1))
+    conn.execute(
+        f"INSERT OR REPLACE INTO transactions ({cols}) VALUES ({marks})",
+        (*(values[k] for k in TX_COLUMNS), checksum),
+    )
+
+
+class Records:
+    """Transaction records of one terminal on top of a :class:`Journal`."""
+
+    def __init__(self, journal: Journal, terminal_id: str) -> None:
+        self.journal = journal
+        self.terminal_id = terminal_id
+
+    # -- batches ------------------------------------------------------------------------------
+    def _open_batch(self, conn: sqlite3.Connection, ts: int) -> int:
+        row = conn.execute("SELECT batch FROM batches WHERE status = 'open' ORDER BY batch DESC LIMIT 1").fetchone()
+        if row is not None:
+            return int(row[0])
+        last = conn.execute("SELECT max(batch) FROM batches").fetchone()[0]
+        batch = 1 if last is None else int(last) % 999_999 + 1
+        conn.execute("INSERT INTO batches (batch, status, opened_ms) VALUES (?, 'open', ?)", (batch, ts))
+        return batch
+
+    def current_batch(self) -> int:
+        """The open batch number (1 before the first sale)."""
+        row = self.journal.conn.execute(
+            "SELECT batch FROM batches WHERE status = 'open' ORDER BY batch DESC LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        last = self.journal.conn.execute("SELECT max(batch) FROM batches").fetchone()[0]
+        return 1 if last is None else int(last) % 999_999 + 1
+
+    def open_batch_count(self) -> int:
+        """Transactions in the open batch (what the settlement reserve is sized on)."""
+        row = self.journal.conn.execute(
+            "SELECT count(*) FROM transactions t JOIN batches b ON t.batch = b.batch WHERE b.status = 'open'"
+        ).fetchone()
+        return int(row[0])
+
+    # -- intent and outcome -------------------------------------------------------------------
+    def record_intent(
+        self,
+        *,
+        kind: str,
+        amount: int,
+        currency: str,
+        business_date: str,
+        idem_key: str | None = None,
+        ts_ms: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Durably journal a transaction as ``pending`` before anything is sent; return its row.
+
+        Allocates the invoice number, the STAN (unique per terminal per business day) and
+        the open batch in the same transaction. With ``idem_key``, a retry returns the
+        existing record instead of writing a second one.
+
+        :raises InvalidInput: bad kind or amount, or an unknown field.
+        :raises StorageFull: the engine ran out of space; nothing was written.
+        """
+        if kind not in KINDS:
+            raise InvalidInput(f"transaction kind {kind!r} is not one of {', '.join(KINDS)}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise InvalidInput(f"amount must be a non-negative integer in minor units, got {amount!r}")
+        unknown = set(fields) - set(TX_COLUMNS)
+        if unknown:
+            raise InvalidInput(f"unknown transaction field(s): {', '.join(sorted(unknown))}")
+        if idem_key is not None:
+            existing = self.by_idem_key(idem_key)
+            if existing is not None:
+                return existing
+        ts = now_ms() if ts_ms is None else ts_ms
+
+        def apply(ctx: WriteContext) -> dict[str, Any]:
+            conn = ctx.conn
+            invoice = self.journal.next_counter(conn, "invoice")
+            stan = self.journal.next_counter(conn, f"stan:{business_date}", wrap=STAN_MAX)
+            tx = dict.fromkeys(TX_COLUMNS)
+            tx.update(fields)
+            tx.update(
+                invoice=invoice,
+                terminal_id=self.terminal_id,
+                batch=self._open_batch(conn, ts),
+                stan=stan,
+                business_date=business_date,
+                kind=kind,
+                status="pending",
+                amount=amount,
+                currency=currency,
+                created_ms=ts,
+                updated_ms=ts,
+                idem_key=idem_key,
+            )
+            _store_row(conn, tx)
+            ctx.emit("intent", _event_view(tx))
+            return tx
+
+        return dict(self.journal.write(apply, klass=SALE, ts_ms=ts).result)
+
+    def record_outcome(
+        self,
+        invoice: int,
+        *,
+        status: str,
+        outbox: Sequence[dict[str, Any]] = (),
+        klass: str = SALE,
+        event: str = "outcome",
+        ts_ms: int | None = None,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        """Durably journal what happened to ``invoice`` (and queue outbox messages atomically).
+
+        :raises TransactionNotFound: no such invoice.
+        :raises InvalidInput: unknown status or field.
+        """
+        if status not in STATUSES:
+            raise InvalidInput(f"transaction status {status!r} is not one of {', '.join(STATUSES)}")
+        unknown = set(changes) - set(OUTCOME_FIELDS)
+        if unknown:
+            raise InvalidInput(f"outcome cannot change field(s): {', '.join(sorted(unknown))}")
+        ts = now_ms() if ts_ms is None else ts_ms
+
+        def apply(ctx: WriteContext) -> dict[str, Any]:
+            conn = ctx.conn
+            row = conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
+            if row is None:
+                raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
+            tx = _row_dict(row)
+            tx.update(changes)
+            tx["status"] = status
+            tx["updated_ms"] = ts
+            _store_row(conn, tx)
+            for message in outbox:
+                self._enqueue(conn, message, ts)
+            ctx.emit(event, _event_view(tx))
+            return tx
+
+        return dict(self.journal.write(apply, klass=klass, ts_ms=ts).result)
+
+    # -- outbox -------------------------------------------------------------------------------
+    def _enqueue(self, conn: sqlite3.Connection, message: dict[str, Any], ts: int) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox (kind, invoice, payload, status, created_ms, idem_key, next_attempt_ms) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, 0)",
+            (message["kind"], message.get("invoice"), message["payload"], ts, message.get("idem_key")),
+        )
+
+    def outbox_pending(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Outbox messages not yet delivered, oldest first."""
+        rows = self.journal.conn.execute(
+            "SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def outbox_done(self, message_id: int, *, status: str = "delivered", reply: dict[str, Any] | None = None) -> None:
+        """Mark an outbox message delivered (a settlement-class write: draining must not fail for space)."""
+
+        def apply(ctx: WriteContext) -> None:
+            ctx.conn.execute("UPDATE outbox SET status = ?, last_error = NULL WHERE id = ?", (status, message_id))
+            ctx.emit("outbox_" + status, {"id": message_id, "reply": reply or {}})
+
+        self.journal.write(apply, klass=SETTLEMENT)
+
+    def outbox_retry_later(self, message_id: int, *, error: str, next_attempt_ms: int) -> None:
+        """Record a failed delivery attempt (not journalled as an event: it changes no money)."""
+        conn = self.journal.conn
+        with self.journal._lock:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?",
+                (error[:200], next_attempt_ms, message_id),
+            )
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, invoice: int) -> dict[str, Any]:
+        """The record with ``invoice``.
+
+        :raises TransactionNotFound: no such invoice.
+        """
+        row = self.journal.conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
+        if row is None:
+            raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
+        return _row_dict(row)
+
+    def by_idem_key(self, idem_key: str) -> dict[str, Any] | None:
+        """The record a caller's idempotency key created, if any."""
+        row = self.journal.conn.execute("SELECT * FROM transactions WHERE idem_key = ?", (idem_key,)).fetchone()
+        return None if row is None else _row_dict(row)
+
+    def list(self, *, batch: int | None = None, status: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Records, newest first, optionally filtered by batch and status."""
+        sql = "SELECT * FROM transactions"
+        where, args = [], []
+        if batch is not None:
+            where.append("batch = ?")
+            args.append(batch)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY invoice DESC LIMIT ?"
+        args.append(limit)
+        return [_row_dict(r) for r in self.journal.conn.execute(sql, args)]
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Intents without an outcome (what crash recovery must resolve)."""
+        return self.list(status="pending")
+
+    def count_by_status(self) -> dict[str, int]:
+        """Number of records per status."""
+        rows = self.journal.conn.execute("SELECT status, count(*) FROM transactions GROUP BY status")
+        return {r[0]: int(r[1]) for r in rows}
+
+    def day_total(self, business_date: str, *, card_token: str | None = None) -> tuple[int, int]:
+        """(amount, count) of approved or pending sales on a business day, for one card or the terminal."""
+        sql = (
+            "SELECT coalesce(sum(amount), 0), count(*) FROM transactions WHERE business_date = ? "
+            "AND kind IN ('sale', 'offline_sale') AND status IN ('pending', 'approved', 'offline_approved')"
+        )
+        args: list[Any] = [business_date]
+        if card_token is not None:
+            sql += " AND card_token = ?"
+            args.append(card_token)
+        row = self.journal.conn.execute(sql, args).fetchone()
+        return int(row[0]), int(row[1])
+
+
+def _event_view(tx: dict[str, Any]) -> dict[str, Any]:
+    """What an event records of a transaction: everything but the caller's idempotency key."""
+    return {k: v for k, v in tx.items() if k != "idem_key"}

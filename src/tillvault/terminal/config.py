@@ -1,0 +1,92 @@
+"""The terminal's configuration: one JSON file in the data folder, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tillvault.errors import ConfigError, NotInitialized
+
+CONFIG_NAME = "terminal.json"
+CONFIG_FORMAT = "tillvault-terminal/1"
+
+
+@dataclass
+class OfflinePolicy:
+    """Store-and-forward limits (minor units), as Stripe, Adyen and Square cap offline payments."""
+
+    floor_limit: int = 20_000
+    max_count: int = 100
+    max_amount: int = 1_000_000
+    #: Advices not delivered after this many hours are flagged to the merchant.
+    max_age_hours: int = 72
+
+
+@dataclass
+class TerminalConfig:
+    """Everything ``tillvault init`` decides, plus tunables with defaults."""
+
+    terminal_id: str
+    terminal_uuid: str
+    merchant: dict[str, Any]
+    host: str
+    keyring: str
+    space: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    offline: dict[str, Any] = field(default_factory=lambda: asdict(OfflinePolicy()))
+    device_b: str | None = None
+    #: The open batch is settled (or the merchant told to) when it reaches this count.
+    batch_max_count: int = 1500
+    host_timeout_s: float = 10.0
+    format: str = CONFIG_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    def save(self, data_dir: Path) -> None:
+        """Write atomically (temp file, fsync, rename, fsync folder)."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".terminal-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, ensure_ascii=False, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, data_dir / CONFIG_NAME)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> TerminalConfig:
+        """Read the configuration.
+
+        :raises NotInitialized: no terminal in ``data_dir``.
+        :raises ConfigError: unreadable or of an unknown format.
+        """
+        path = data_dir / CONFIG_NAME
+        try:
+            raw = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise NotInitialized(f"no terminal in {data_dir}: run 'tillvault --data {data_dir} init' first") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"terminal configuration {path} is unreadable: {exc}") from exc
+        if raw.get("format") != CONFIG_FORMAT:
+            raise ConfigError(f"terminal configuration {path} has unknown format {raw.get('format')!r}")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as exc:
+            raise ConfigError(f"terminal configuration {path} is incomplete: {exc}") from exc

@@ -1,0 +1,204 @@
+"""The POS terminal: one data folder, its journal, its space manager and its keys.
+
+``Terminal`` is the library's front door (``from tillvault import Terminal``). The sale
+flow, settlement and store-and-forward live in their own modules and are reached through
+methods here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tillvault.domain.emvqr import require_valid_qr
+from tillvault.domain.limits import Limits
+from tillvault.domain.merchant import Merchant
+from tillvault.errors import ConfigError, InvalidInput, StorageFull
+from tillvault.store.journal import SETTLEMENT, Journal
+from tillvault.store.keys import KeyRing, default_keyring_dir
+from tillvault.store.records import Records
+from tillvault.store.space import SpaceManager, SpacePolicy, parse_size
+from tillvault.terminal.config import CONFIG_NAME, OfflinePolicy, TerminalConfig
+
+JOURNAL_NAME = "journal.db"
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """Local wall-clock time with its UTC offset."""
+    return datetime.now().astimezone()
+
+
+class Terminal:
+    """One POS terminal's vault. Open with :meth:`open`, create with :meth:`init`."""
+
+    def __init__(self, data_dir: Path, config: TerminalConfig, keyring: KeyRing, *, clock: Clock = system_clock):
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.keyring = keyring
+        self.clock = clock
+        self.merchant = Merchant.from_dict(config.merchant)
+        self.limits = Limits.from_dict(config.limits) if config.limits else Limits(currency=self.merchant.currency)
+        self.offline = OfflinePolicy(**config.offline)
+        self.journal = Journal(self.data_dir / JOURNAL_NAME, device="A").open()
+        self.records = Records(self.journal, config.terminal_id)
+        self.space = SpaceManager(
+            self.data_dir,
+            self.journal,
+            SpacePolicy.from_dict(config.space),
+            device="A",
+            open_batch_count=self.records.open_batch_count,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        data_dir: Path | str,
+        *,
+        terminal_id: str,
+        merchant_qr: str,
+        host: str,
+        capacity: str | int | None = None,
+        device_b: str | Path | None = None,
+        keyring_dir: Path | str | None = None,
+        merchant_id: str | None = None,
+        licence_number: str = "",
+        address: str = "",
+        space: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+        offline: dict[str, Any] | None = None,
+        clock: Clock = system_clock,
+    ) -> Terminal:
+        """Create a terminal in ``data_dir``: configuration, key ring (elsewhere), journal, reserve.
+
+        :raises QRCodeInvalid: the merchant QR does not parse or fails its CRC.
+        :raises InvalidInput: a bad terminal id, host address or size.
+        :raises ConfigError: the folder already holds a terminal, or the key ring would sit inside it.
+        """
+        data_dir = Path(data_dir)
+        if (data_dir / CONFIG_NAME).exists():
+            raise ConfigError(f"{data_dir} already holds a terminal; refusing to overwrite it")
+        _check_address(host)
+        qr = require_valid_qr(merchant_qr)
+        merchant = Merchant.from_qr(
+            qr, terminal_id=terminal_id, merchant_id=merchant_id, address=address, licence_number=licence_number
+        )
+        policy = SpacePolicy.from_dict(space or {})
+        if capacity is not None:
+            try:
+                policy.quota_bytes = parse_size(capacity)
+            except ValueError as exc:
+                raise InvalidInput(f"--capacity: {exc}") from None
+        term_uuid = str(uuid.uuid4())
+        ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        KeyRing.create(ring_path, data_dir=data_dir)
+        config = TerminalConfig(
+            terminal_id=merchant.terminal_id,
+            terminal_uuid=term_uuid,
+            merchant=merchant.to_dict(),
+            host=host,
+            keyring=str(ring_path.resolve()),
+            space=policy.to_dict(),
+            limits=(limits or Limits(currency=merchant.currency).to_dict()),
+            offline={**OfflinePolicy().__dict__, **(offline or {})},
+            device_b=str(device_b) if device_b else None,
+        )
+        config.save(data_dir)
+        terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
+        terminal.space.ensure_ballast()
+        terminal.space.maintain()
+        return terminal
+
+    @classmethod
+    def open(cls, data_dir: Path | str, *, clock: Clock = system_clock) -> Terminal:
+        """Open an existing terminal.
+
+        :raises NotInitialized: no terminal there.
+        :raises KeyRingError: its key ring cannot be found.
+        """
+        data_dir = Path(data_dir)
+        config = TerminalConfig.load(data_dir)
+        return cls(data_dir, config, KeyRing.load(Path(config.keyring)), clock=clock)
+
+    def close(self) -> None:
+        """Close the journal."""
+        self.journal.close()
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- time ---------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The terminal's clock (injectable: the simulator runs an accelerated one)."""
+        return self.clock()
+
+    def now_ms(self) -> int:
+        """The terminal's clock in ms since the epoch."""
+        return int(self.clock().timestamp() * 1000)
+
+    def business_date(self) -> str:
+        """Today's business date (local), ``YYYY-MM-DD``."""
+        return self.clock().date().isoformat()
+
+    # -- space --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def admit_sale(self) -> Iterator[int]:
+        """Admission before authorization: hold a sale's whole-life bytes or raise ``StorageFull``."""
+        with self.space.reserve_for_sale() as held:
+            yield held
+
+    def settlement_write(self, kind: str, body: dict[str, Any]) -> int:
+        """Journal a settlement-class event (may use the reserve); returns its sequence number."""
+        return self.journal.append(kind, body, klass=SETTLEMENT)
+
+    def maintain(self) -> None:
+        """Keep the physical reserve topped up (cheap when nothing is needed)."""
+        with contextlib.suppress(StorageFull):
+            self.space.maintain()
+
+    # -- reports ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Capacity, use, reserve, pressure and counts (the ``tillvault status --json`` contract)."""
+        st = self.space.status()
+        counts = self.records.count_by_status()
+        return {
+            "terminal_id": self.config.terminal_id,
+            "merchant": self.merchant.name,
+            "capacity_bytes": st.capacity_bytes,
+            "used_bytes": st.used_bytes,
+            "free_bytes": st.free_bytes,
+            "reserve_bytes": st.reserve_bytes,
+            "available_for_sales_bytes": st.available_for_sales_bytes,
+            "sales_possible": st.sales_possible,
+            "journal_free_page_bytes": st.journal_free_page_bytes,
+            "ballast_bytes": st.ballast_bytes,
+            "pressure": st.pressure,
+            "runway_days": None,
+            "open_batch": self.records.current_batch(),
+            "open_batch_count": self.records.open_batch_count(),
+            "transactions": sum(counts.values()),
+            "counts": counts,
+            "pending_intents": counts.get("pending", 0),
+            "outbox_pending": len(self.records.outbox_pending(limit=100_000)),
+            "devices": [{"name": "A", "path": str(self.data_dir), "state": "ok"}],
+        }
+
+    def scrub(self) -> dict[str, Any]:
+        """Verify the journal: integrity, every checksum, the whole chain (``{"ok", "checked", "problems"}``)."""
+        return self.journal.verify().to_dict()
+
+
+def _check_address(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"host address {address!r} must be HOST:PORT, e.g. 127.0.0.1:8583")

@@ -1,0 +1,180 @@
+"""The journal's event encoding, checksums, hash chain, idempotency and verification."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tillvault.errors import InvalidInput
+from tillvault.store.encoding import GENESIS, canonical, chain_hash, decode, event_checksum
+from tillvault.store.journal import Journal
+from tillvault.store.records import Records
+from tillvault.store.schema import SCHEMA_VERSION
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**62), 2**62) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_canonical_encoding_round_trips_and_is_stable(value: object) -> None:
+    data = canonical(value)
+    assert decode(data) == value
+    assert canonical(decode(data)) == data
+
+
+def test_floats_are_refused_because_money_is_integer() -> None:
+    with pytest.raises(InvalidInput, match="float"):
+        canonical({"amount": 12.34})
+
+
+@given(
+    st.integers(1, 10**9),
+    st.integers(0, 2**40),
+    st.text(min_size=1, max_size=12),
+    st.binary(max_size=64),
+    st.integers(0, 63),
+)
+def test_any_bit_flip_in_a_body_changes_the_checksum(seq: int, ts: int, kind: str, body: bytes, bit: int) -> None:
+    original = event_checksum(seq, ts, kind, body)
+    if body:
+        i = bit % len(body)
+        flipped = body[:i] + bytes([body[i] ^ (1 << (bit % 8))]) + body[i + 1 :]
+        assert event_checksum(seq, ts, kind, flipped) != original
+    assert event_checksum(seq + 1, ts, kind, body) != original
+
+
+@settings(max_examples=50)
+@given(st.lists(st.binary(min_size=16, max_size=16), min_size=2, max_size=20), st.data())
+def test_chain_detects_removal_and_reordering(checksums: list[bytes], data: st.DataObject) -> None:
+    def link(items: list[bytes]) -> bytes:
+        h = GENESIS
+        for c in items:
+            h = chain_hash(h, c)
+        return h
+
+    tip = link(checksums)
+    i = data.draw(st.integers(0, len(checksums) - 1))
+    removed = checksums[:i] + checksums[i + 1 :]
+    assert link(removed) != tip
+    j = data.draw(st.integers(0, len(checksums) - 1))
+    if checksums[i] != checksums[j]:
+        swapped = list(checksums)
+        swapped[i], swapped[j] = swapped[j], swapped[i]
+        assert link(swapped) != tip
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.db").open()
+
+
+def test_schema_is_versioned_with_user_version(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    assert j.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert j.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_newer_schema_is_refused_not_guessed_at(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    j.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    j.close()
+    from tillvault.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="newer"):
+        Journal(tmp_path / "journal.db").open()
+
+
+def test_verify_passes_then_names_the_first_tampered_event(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    records = Records(j, "TV000001")
+    for i in range(20):
+        tx = records.record_intent(kind="sale", amount=100 + i, currency="CNY", business_date="2026-11-25")
+        records.record_outcome(tx["invoice"], status="approved", response_code="00")
+    report = j.verify()
+    assert report.ok and report.checked == 40 + 20
+    j.close()
+    raw = sqlite3.connect(tmp_path / "journal.db")
+    raw.execute("UPDATE events SET body = replace(body, '\"amount\":107', '\"amount\":999') WHERE seq = 15")
+    raw.execute("DELETE FROM events WHERE seq = 30")
+    raw.commit()
+    raw.close()
+    report = Journal(tmp_path / "journal.db").open().verify()
+    assert not report.ok
+    assert report.problems[0]["seq"] == 15 and "checksum" in report.problems[0]["problem"]
+    assert any("gap" in p["problem"] for p in report.problems)
+
+
+def test_a_tampered_transaction_row_is_reported_by_invoice(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    records = Records(j, "TV000001")
+    tx = records.record_intent(kind="sale", amount=500, currency="CNY", business_date="2026-11-25")
+    j.conn.execute("UPDATE transactions SET amount = 5 WHERE invoice = ?", (tx["invoice"],))
+    report = j.verify()
+    assert not report.ok
+    assert report.problems[0]["invoice"] == tx["invoice"]
+
+
+def test_idempotency_key_returns_the_first_result_and_writes_nothing_twice(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    records = Records(j, "TV000001")
+    first = records.record_intent(kind="sale", amount=100, currency="CNY", business_date="2026-11-25", idem_key="abc")
+    again = records.record_intent(kind="sale", amount=100, currency="CNY", business_date="2026-11-25", idem_key="abc")
+    assert again == first
+    assert j.conn.execute("SELECT count(*) FROM transactions").fetchone()[0] == 1
+    w1 = j.write(lambda ctx: {"n": ctx.emit("note", {"x": 1})}, idem_key="w")
+    w2 = j.write(lambda ctx: {"n": ctx.emit("note", {"x": 2})}, idem_key="w")
+    assert w2.replayed and w2.result == w1.result
+    assert j.conn.execute("SELECT count(*) FROM events WHERE kind = 'note'").fetchone()[0] == 1
+
+
+def test_stan_is_unique_per_terminal_per_day_and_restarts_next_day(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    records = Records(j, "TV000001")
+    stans = [
+        records.record_intent(kind="sale", amount=1, currency="CNY", business_date="2026-11-25")["stan"]
+        for _ in range(5)
+    ]
+    assert stans == [1, 2, 3, 4, 5]
+    assert records.record_intent(kind="sale", amount=1, currency="CNY", business_date="2026-11-26")["stan"] == 1
+
+
+def test_a_failed_write_leaves_nothing_and_the_chain_continues(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    j.append("a", {"n": 1})
+
+    def boom(ctx):  # type: ignore[no-untyped-def]
+        ctx.emit("b", {"n": 2})
+        raise RuntimeError("caller failed mid-write")
+
+    with pytest.raises(RuntimeError):
+        j.write(boom)
+    j.append("c", {"n": 3})
+    kinds = [e.kind for e in j.events()]
+    assert kinds == ["a", "c"]
+    assert j.verify().ok
+
+
+def test_bad_input_to_records_is_refused_with_the_field_named(tmp_path: Path) -> None:
+    records = Records(_journal(tmp_path), "TV000001")
+    with pytest.raises(InvalidInput, match="amount"):
+        records.record_intent(kind="sale", amount=-5, currency="CNY", business_date="2026-11-25")
+    with pytest.raises(InvalidInput, match="kind"):
+        records.record_intent(kind="gift", amount=5, currency="CNY", business_date="2026-11-25")
+    with pytest.raises(InvalidInput, match="pan"):
+        records.record_intent(kind="sale", amount=5, currency="CNY", business_date="2026-11-25", pan="4111")
+
+
+def test_wal_survives_close_so_a_full_disk_can_still_commit(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    j.grow_free_pages(256 * 1024)
+    j.close()
+    wal = tmp_path / "journal.db-wal"
+    assert j.persistent_wal
+    assert wal.exists() and wal.stat().st_size > 64 * 1024
