@@ -49,22 +49,17 @@ class Tmpfs:
     def fill(self, name: str = "filler.bin") -> Path:
         """Fill the filesystem to 100% with another file; returns its path."""
         target = self.path / name
-        chunk = b"\xa5" * 65536
-        with open(target, "ab") as fh:
-            while True:
-                try:
-                    fh.write(chunk)
-                    fh.flush()
-                except OSError:
-                    break
-            # Top off the last partial chunk byte-wise.
-            for size in (4096, 512, 1):
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (65536, 4096, 512, 1):
+                block = b"\xa5" * size
                 while True:
                     try:
-                        fh.write(b"\xa5" * size)
-                        fh.flush()
+                        os.write(fd, block)
                     except OSError:
                         break
+        finally:
+            os.close(fd)
         st = os.statvfs(self.path)
         assert st.f_bavail == 0, "filesystem should be full"
         return target

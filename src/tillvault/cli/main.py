@@ -36,6 +36,24 @@ def _global(
     state.data = data
 
 
+@app.command("demo")
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Folder for the demo's data (default: a new temp folder).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """The main job: a small store filled by sales; admission refuses before the reserve; settlement still works."""
+    from tillvault.cli.output import console, emit_json
+    from tillvault.demo import run_demo
+
+    figures = run_demo(workdir, console=None if as_json else console)
+    if as_json:
+        emit_json(figures)
+    if not figures["scrub_ok"]:
+        raise typer.Exit(1)
+
+
 def _register() -> None:
     """Attach every command group; each module exposes ``register(app)``."""
     import importlib
