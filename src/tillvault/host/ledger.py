@@ -1,0 +1,661 @@
+"""The reference host's own ledger: double-entry accounts, transfers and the authorization log.
+
+One SQLite file, ``host-ledger.sqlite3`` in the host's data dir (WAL, ``synchronous=FULL``).
+Money moves only as a *transfer* from one account (debited) to another (credited); each
+account keeps ``debits_posted`` / ``credits_posted`` updated in the same SQLite transaction
+as the transfer row, so total debits equal total credits by construction and
+:meth:`HostLedger.check_balanced` can prove it from the transfers alone. Amounts are int
+minor units.
+
+Accounts (kind, key):
+
+- ``cardholder`` keyed by HMAC-SHA256(PAN) under the host secret (:mod:`.secret`); only the
+  masked PAN (first 6 / last 4) is stored. A sale debits it, a refund credits it. Its
+  ``balance`` is credits − debits (funds the cardholder holds; negative: owed) and it may
+  spend ``available = credit_limit + balance``. A card never seen before gets an account with
+  the default credit limit.
+- ``merchant_payable`` keyed by the card acceptor id (field 42): what the acquirer owes it.
+- ``deposit`` (cash in/out: admin balance adjustments), ``settlement`` and ``fee_income``
+  (used when settlement pays merchants out), ``suspense`` (uploaded transactions whose card
+  the host cannot name).
+
+The authorization log has one row per (terminal id, local date MMDD, STAN): duplicate
+detection, reversals, voids, batch totals and batch upload all work from it. A cancelled
+transfer is cancelled by a new transfer in the opposite direction linked by ``cancels``
+(unique: nothing is cancelled twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tillvault.domain.iso8583 import PROC_REFUND, PROC_SALE, BatchTotals, mask_pan
+from tillvault.errors import ConfigError, InvalidInput
+from tillvault.host.secret import card_token, load_host_secret, secret_check
+
+__all__ = [
+    "DEFAULT_CREDIT_LIMIT",
+    "LEDGER_FILE",
+    "LIVE_STATUSES",
+    "Account",
+    "AuthRecord",
+    "HostLedger",
+]
+
+LEDGER_FILE = "host-ledger.sqlite3"
+#: Default credit limit of a card the host has never seen: 50,000.00 in minor units.
+DEFAULT_CREDIT_LIMIT = 5_000_000
+#: Statuses of a log row whose money effect stands.
+LIVE_STATUSES = ("approved", "advised", "uploaded")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    masked_pan TEXT,
+    credit_limit INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    debits_posted INTEGER NOT NULL DEFAULT 0,
+    credits_posted INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    UNIQUE (kind, key, currency)
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY,
+    debit_account INTEGER NOT NULL REFERENCES accounts(id),
+    credit_account INTEGER NOT NULL REFERENCES accounts(id),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    cancels INTEGER UNIQUE REFERENCES transfers(id),
+    created_at TEXT NOT NULL,
+    CHECK (debit_account <> credit_account)
+);
+CREATE TABLE IF NOT EXISTS authorizations (
+    id INTEGER PRIMARY KEY,
+    terminal_id TEXT NOT NULL,
+    local_date TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    mti TEXT NOT NULL,
+    proc_code TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    rrn TEXT UNIQUE,
+    auth_code TEXT,
+    response TEXT NOT NULL,
+    batch INTEGER,
+    invoice INTEGER,
+    status TEXT NOT NULL,
+    fingerprint TEXT,
+    card_token TEXT,
+    masked_pan TEXT,
+    merchant_id TEXT,
+    local_time TEXT,
+    transfer_id INTEGER REFERENCES transfers(id),
+    original_id INTEGER REFERENCES authorizations(id),
+    tombstone INTEGER NOT NULL DEFAULT 0,
+    response_json TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (terminal_id, local_date, stan)
+);
+CREATE INDEX IF NOT EXISTS authorizations_batch ON authorizations (terminal_id, batch);
+CREATE TABLE IF NOT EXISTS settlements (
+    id INTEGER PRIMARY KEY,
+    terminal_id TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    proc_code TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    response TEXT NOT NULL,
+    terminal_totals TEXT NOT NULL,
+    host_totals TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_AUTH_COLUMNS = (
+    "terminal_id",
+    "local_date",
+    "stan",
+    "mti",
+    "proc_code",
+    "amount",
+    "currency",
+    "rrn",
+    "auth_code",
+    "response",
+    "batch",
+    "invoice",
+    "status",
+    "fingerprint",
+    "card_token",
+    "masked_pan",
+    "merchant_id",
+    "local_time",
+    "transfer_id",
+    "original_id",
+    "tombstone",
+    "response_json",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One ledger account; amounts in minor units."""
+
+    id: int
+    kind: str
+    key: str
+    currency: str
+    masked_pan: str | None
+    credit_limit: int
+    blocked: bool
+    debits_posted: int
+    credits_posted: int
+
+    @property
+    def balance(self) -> int:
+        """Credits − debits: funds held (negative: owed), minor units."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """What a cardholder may still spend: credit limit + balance, minor units."""
+        return self.credit_limit + self.balance
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: never the card token, only the masked PAN."""
+        out = asdict(self)
+        out["balance"] = self.balance
+        out["available"] = self.available
+        if self.kind == "cardholder":
+            out["key"] = self.masked_pan
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRecord:
+    """One row of the authorization log."""
+
+    id: int
+    terminal_id: str
+    local_date: str
+    stan: str
+    mti: str
+    proc_code: str
+    amount: int
+    currency: str
+    rrn: str | None
+    auth_code: str | None
+    response: str
+    batch: int | None
+    invoice: int | None
+    status: str
+    fingerprint: str | None
+    card_token: str | None
+    masked_pan: str | None
+    merchant_id: str | None
+    local_time: str | None
+    transfer_id: int | None
+    original_id: int | None
+    tombstone: int
+    response_json: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def live(self) -> bool:
+        """True while the row's money effect stands."""
+        return self.status in LIVE_STATUSES
+
+
+class HostLedger:
+    """The host's SQLite ledger in ``data_dir`` (created if missing).
+
+    ``secret`` keys card tokens (default: :func:`~tillvault.host.secret.load_host_secret`).
+    ``default_credit_limit`` (minor units) is given to cards seen for the first time.
+    Thread-safe: one connection guarded by a lock; group calls with :meth:`atomic`.
+
+    :raises ConfigError: the secret is not the one this ledger was created with.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        secret: bytes | None = None,
+        config_dir: Path | None = None,
+        default_credit_limit: int = DEFAULT_CREDIT_LIMIT,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / LEDGER_FILE
+        self._secret = secret if secret is not None else load_host_secret(self.data_dir, config_dir)
+        self.default_credit_limit = default_credit_limit
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        try:
+            self._create_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_schema(self) -> None:
+        with self.atomic():
+            # statement by statement: executescript() would commit the open transaction
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            check = secret_check(self._secret)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'secret_check'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('secret_check', ?)", (check,))
+                self._db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+            elif row["value"] != check:
+                raise ConfigError(
+                    f"the host secret does not match the one {self.path} was created with "
+                    "(check TILLVAULT_HOST_SECRET or the host config dir)"
+                )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Run the enclosed calls as one SQLite transaction (nesting joins the outer one)."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read under the lock (never interleaved with another thread's transaction)."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def token(self, pan: str) -> str:
+        """The card's account key: HMAC-SHA256(PAN) under the host secret (hex)."""
+        return card_token(self._secret, pan)
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def _account(self, where: str, args: tuple[Any, ...]) -> Account | None:
+        row = self._one(
+            "SELECT id, kind, key, currency, masked_pan, credit_limit, blocked, debits_posted,"
+            f" credits_posted FROM accounts WHERE {where}",
+            args,
+        )
+        if row is None:
+            return None
+        return Account(**{**dict(row), "blocked": bool(row["blocked"])})
+
+    def account_by_id(self, account_id: int) -> Account:
+        """The account with ``account_id``.
+
+        :raises InvalidInput: no such account.
+        """
+        account = self._account("id = ?", (account_id,))
+        if account is None:
+            raise InvalidInput(f"no account with id {account_id}")
+        return account
+
+    def system_account(self, kind: str, key: str, currency: str) -> Account:
+        """The non-card account (kind, key, currency), created on first use."""
+        with self.atomic():
+            account = self._account("kind = ? AND key = ? AND currency = ?", (kind, key, currency))
+            if account is None:
+                self._db.execute(
+                    "INSERT INTO accounts (kind, key, currency, created_at) VALUES (?, ?, ?, ?)",
+                    (kind, key, currency, _now()),
+                )
+                account = self._account("kind = ? AND key = ? AND currency = ?", (kind, key, currency))
+            assert account is not None
+            return account
+
+    def card_account(self, token: str, masked_pan: str | None, currency: str) -> Account:
+        """The cardholder account for ``token`` in ``currency``; a new card gets the default limit."""
+        with self.atomic():
+            where = "kind = 'cardholder' AND key = ? AND currency = ?"
+            account = self._account(where, (token, currency))
+            if account is None:
+                self._db.execute(
+                    "INSERT INTO accounts (kind, key, currency, masked_pan, credit_limit, created_at)"
+                    " VALUES ('cardholder', ?, ?, ?, ?, ?)",
+                    (token, currency, masked_pan, self.default_credit_limit, _now()),
+                )
+                account = self._account(where, (token, currency))
+            assert account is not None
+            return account
+
+    def set_card(
+        self,
+        pan: str,
+        *,
+        currency: str = "156",
+        credit_limit: int | None = None,
+        balance: int | None = None,
+        blocked: bool | None = None,
+    ) -> Account:
+        """Create or change the account of card ``pan`` (hashed on the way in; never stored).
+
+        ``credit_limit`` (minor units, ≥ 0) replaces the limit; ``balance`` (minor units, signed:
+        funds held) is reached by an ``adjustment`` transfer against the deposit account;
+        ``blocked`` blocks (declined "62") or unblocks the card.
+
+        :raises InvalidInput: the PAN is not 12-19 digits or the credit limit is negative.
+        """
+        if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
+            raise InvalidInput("PAN must be 12 to 19 digits")
+        if credit_limit is not None and credit_limit < 0:
+            raise InvalidInput("credit limit must not be negative")
+        with self.atomic():
+            account = self.card_account(self.token(pan), mask_pan(pan), currency)
+            if credit_limit is not None:
+                self._db.execute("UPDATE accounts SET credit_limit = ? WHERE id = ?", (credit_limit, account.id))
+            if blocked is not None:
+                self._db.execute("UPDATE accounts SET blocked = ? WHERE id = ?", (int(blocked), account.id))
+            if balance is not None and balance != account.balance:
+                deposit = self.system_account("deposit", "cash", currency)
+                diff = balance - account.balance
+                if diff > 0:
+                    self.post(deposit.id, account.id, diff, currency, "adjustment", "admin set balance")
+                else:
+                    self.post(account.id, deposit.id, -diff, currency, "adjustment", "admin set balance")
+            return self.account_by_id(account.id)
+
+    def accounts(self, kind: str | None = None) -> list[Account]:
+        """Every account (or those of ``kind``), oldest first."""
+        where, args = ("kind = ?", (kind,)) if kind else ("1 = 1", ())
+        rows = self._all(f"SELECT id FROM accounts WHERE {where} ORDER BY id", args)
+        return [self.account_by_id(r["id"]) for r in rows]
+
+    # -- transfers -----------------------------------------------------------------------------
+
+    def post(
+        self,
+        debit_account: int,
+        credit_account: int,
+        amount: int,
+        currency: str,
+        kind: str,
+        reference: str,
+        *,
+        cancels: int | None = None,
+    ) -> int:
+        """Record a transfer of ``amount`` minor units and update both accounts; its id.
+
+        :raises InvalidInput: ``amount`` is not positive, the accounts are the same, or the
+            transfer named by ``cancels`` is already cancelled.
+        """
+        if amount <= 0:
+            raise InvalidInput(f"a transfer amount must be positive, got {amount}")
+        if debit_account == credit_account:
+            raise InvalidInput("a transfer needs two different accounts")
+        with self.atomic():
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO transfers (debit_account, credit_account, amount, currency, kind,"
+                    " reference, cancels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (debit_account, credit_account, amount, currency, kind, reference, cancels, _now()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise InvalidInput(f"transfer refused: {exc}") from None
+            self._db.execute(
+                "UPDATE accounts SET debits_posted = debits_posted + ? WHERE id = ?", (amount, debit_account)
+            )
+            self._db.execute(
+                "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?",
+                (amount, credit_account),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def cancel(self, transfer_id: int, kind: str, reference: str) -> int:
+        """Post the opposite of transfer ``transfer_id`` (same amount, accounts swapped); its id.
+
+        :raises InvalidInput: no such transfer, or it was already cancelled.
+        """
+        with self.atomic():
+            row = self._db.execute(
+                "SELECT debit_account, credit_account, amount, currency FROM transfers WHERE id = ?",
+                (transfer_id,),
+            ).fetchone()
+            if row is None:
+                raise InvalidInput(f"no transfer {transfer_id} to cancel")
+            return self.post(
+                row["credit_account"],
+                row["debit_account"],
+                row["amount"],
+                row["currency"],
+                kind,
+                reference,
+                cancels=transfer_id,
+            )
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """Every transfer as a dict, oldest first."""
+        return [dict(r) for r in self._all("SELECT * FROM transfers ORDER BY id")]
+
+    def check_balanced(self) -> dict[str, Any]:
+        """Prove the double entry: per account, posted totals equal the sums of its transfers,
+        and total debits equal total credits. Returns ``{"ok", "debits", "credits", "problems"}``.
+        """
+        with self.atomic():
+            problems: list[str] = []
+            debits = self._db.execute("SELECT COALESCE(SUM(debits_posted), 0) FROM accounts").fetchone()[0]
+            credits = self._db.execute("SELECT COALESCE(SUM(credits_posted), 0) FROM accounts").fetchone()[0]
+            moved = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM transfers").fetchone()[0]
+            if not debits == credits == moved:
+                problems.append(f"debits {debits}, credits {credits}, transfers {moved} differ")
+            rows = self._db.execute(
+                "SELECT a.id, a.debits_posted, a.credits_posted,"
+                " (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE debit_account = a.id) AS d,"
+                " (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE credit_account = a.id) AS c"
+                " FROM accounts a"
+            ).fetchall()
+            for r in rows:
+                if (r["debits_posted"], r["credits_posted"]) != (r["d"], r["c"]):
+                    problems.append(f"account {r['id']} posted totals disagree with its transfers")
+            return {"ok": not problems, "debits": debits, "credits": credits, "problems": problems}
+
+    # -- authorization log ---------------------------------------------------------------------
+
+    def _record(self, where: str, args: tuple[Any, ...]) -> AuthRecord | None:
+        row = self._one(f"SELECT * FROM authorizations WHERE {where}", args)
+        return AuthRecord(**dict(row)) if row is not None else None
+
+    def find(self, terminal_id: str, local_date: str, stan: str) -> AuthRecord | None:
+        """The log row for (terminal id, local date MMDD, STAN), or None."""
+        return self._record("terminal_id = ? AND local_date = ? AND stan = ?", (terminal_id, local_date, stan))
+
+    def find_by_rrn(self, terminal_id: str, rrn: str) -> AuthRecord | None:
+        """The log row of ``terminal_id`` with retrieval reference number ``rrn``, or None."""
+        return self._record("terminal_id = ? AND rrn = ?", (terminal_id, rrn))
+
+    def rrn_in_use(self, rrn: str) -> bool:
+        """True when any log row already carries ``rrn``."""
+        return self._one("SELECT 1 FROM authorizations WHERE rrn = ?", (rrn,)) is not None
+
+    def get(self, record_id: int) -> AuthRecord:
+        """The log row with ``record_id``.
+
+        :raises InvalidInput: no such row.
+        """
+        record = self._record("id = ?", (record_id,))
+        if record is None:
+            raise InvalidInput(f"no authorization record {record_id}")
+        return record
+
+    def insert_auth(self, **columns: Any) -> AuthRecord:
+        """Insert a log row (column names as in :class:`AuthRecord`) and return it."""
+        unknown = set(columns) - set(_AUTH_COLUMNS)
+        if unknown:
+            raise InvalidInput(f"unknown authorization columns {sorted(unknown)}")
+        now = _now()
+        names = [*columns, "created_at", "updated_at"]
+        with self.atomic():
+            cur = self._db.execute(
+                f"INSERT INTO authorizations ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                (*columns.values(), now, now),
+            )
+            assert cur.lastrowid is not None
+            return self.get(cur.lastrowid)
+
+    def update_auth(self, record_id: int, **columns: Any) -> AuthRecord:
+        """Change columns of log row ``record_id`` and return it."""
+        unknown = set(columns) - set(_AUTH_COLUMNS)
+        if unknown:
+            raise InvalidInput(f"unknown authorization columns {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in [*columns, "updated_at"])
+        with self.atomic():
+            self._db.execute(
+                f"UPDATE authorizations SET {assignments} WHERE id = ?",
+                (*columns.values(), _now(), record_id),
+            )
+            return self.get(record_id)
+
+    def authorizations(self, terminal_id: str | None = None, batch: int | None = None) -> list[AuthRecord]:
+        """Log rows, oldest first, optionally of one terminal (field 41 form) and batch."""
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        if terminal_id is not None:
+            where.append("terminal_id = ?")
+            args.append(terminal_id)
+        if batch is not None:
+            where.append("batch = ?")
+            args.append(batch)
+        rows = self._all(f"SELECT * FROM authorizations WHERE {' AND '.join(where)} ORDER BY id", args)
+        return [AuthRecord(**dict(r)) for r in rows]
+
+    def next_rrn(self) -> str:
+        """A new retrieval reference number: 12 digits, unique in this ledger."""
+        with self.atomic():
+            self._db.execute(
+                "INSERT INTO counters VALUES ('rrn', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1"
+            )
+            value = self._db.execute("SELECT value FROM counters WHERE name = 'rrn'").fetchone()[0]
+            rrn = f"{value:012d}"
+            while self.rrn_in_use(rrn):
+                # an uploaded transaction brought this RRN from elsewhere: skip it
+                value += 1
+                rrn = f"{value:012d}"
+                self._db.execute("UPDATE counters SET value = ? WHERE name = 'rrn'", (value,))
+            return rrn
+
+    @staticmethod
+    def new_auth_code() -> str:
+        """A 6-digit authorization code."""
+        return f"{secrets.randbelow(1_000_000):06d}"
+
+    # -- settlement ----------------------------------------------------------------------------
+
+    def batch_totals(self, terminal_id: str, batch: int, currency: str | None = None) -> BatchTotals:
+        """The host's totals of ``batch`` for ``terminal_id`` (field 41 form, space padded).
+
+        Sales and refunds count while live (approved, advised, uploaded); the reversal figures
+        count those reversed or voided (reversals of originals the host never saw included).
+        Declines and the void messages themselves are not counted. Minor units.
+        """
+        sql = (
+            "SELECT proc_code, status, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total"
+            " FROM authorizations WHERE terminal_id = ? AND batch = ? AND proc_code IN (?, ?)"
+        )
+        args: list[Any] = [terminal_id, batch, PROC_SALE, PROC_REFUND]
+        if currency is not None:
+            sql += " AND currency = ?"
+            args.append(currency)
+        figures = {f.name: 0 for f in fields(BatchTotals)}
+        for row in self._all(sql + " GROUP BY proc_code, status", args):
+            side = "sales" if row["proc_code"] == PROC_SALE else "refunds"
+            if row["status"] in LIVE_STATUSES:
+                prefix = side
+            elif row["status"] in ("reversed", "voided"):
+                prefix = f"{side}_reversal"
+            else:
+                continue
+            figures[f"{prefix}_count"] += row["n"]
+            figures[f"{prefix}_amount"] += row["total"]
+        return BatchTotals(**figures)
+
+    def record_settlement(
+        self,
+        *,
+        terminal_id: str,
+        batch: int,
+        proc_code: str,
+        stan: str,
+        response: str,
+        terminal_totals: BatchTotals,
+        host_totals: BatchTotals,
+    ) -> None:
+        """Log a settlement request and the host's answer."""
+        with self.atomic():
+            self._db.execute(
+                "INSERT INTO settlements (terminal_id, batch, proc_code, stan, response, terminal_totals,"
+                " host_totals, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    terminal_id,
+                    batch,
+                    proc_code,
+                    stan,
+                    response,
+                    json.dumps(asdict(terminal_totals)),
+                    json.dumps(asdict(host_totals)),
+                    _now(),
+                ),
+            )
+
+    def batch_settled(self, terminal_id: str, batch: int) -> bool:
+        """True once a settlement request for the batch was answered "00"."""
+        row = self._one(
+            "SELECT 1 FROM settlements WHERE terminal_id = ? AND batch = ? AND response = '00'",
+            (terminal_id, batch),
+        )
+        return row is not None
