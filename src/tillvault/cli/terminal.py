@@ -174,3 +174,139 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("scrub")(scrub)
     app.add_typer(tx_app, name="tx")
+    register_sales(app)
+
+
+def _money(text: str, t: Terminal) -> int:
+    from tillvault.domain.money import parse_amount
+
+    return parse_amount(text, t.merchant.currency)
+
+
+def _print_tx(out: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(out)
+    else:
+        colour = {"approved": "green", "offline_approved": "green", "declined": "red", "refused": "red"}.get(
+            out["status"], "yellow"
+        )
+        console.print(f"[bold {colour}]{out['status']}[/]: {out['reason']}", highlight=False)
+        if out.get("receipt"):
+            console.print(out["receipt"], highlight=False)
+    # 0: the money moved; 1: declined, refused or not completed (a reason is always given).
+    if out["status"] not in ("approved", "offline_approved"):
+        raise typer.Exit(1)
+
+
+PanOpt = Annotated[str, typer.Option("--pan", help="Card number (never stored or printed in clear).")]
+ExpiryOpt = Annotated[str | None, typer.Option("--expiry", help="Card expiry YYMM.")]
+AmountOpt = Annotated[str, typer.Option("--amount", help="Amount in the merchant's currency, e.g. 12.34.")]
+EntryOpt = Annotated[str, typer.Option("--entry", help="Entry mode: chip, contactless, swipe, keyed, qr.")]
+IdemOpt = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Caller's key: a retry with it returns the first result.")
+]
+OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id.")]
+
+
+def sale(
+    amount: AmountOpt,
+    pan: PanOpt,
+    expiry: ExpiryOpt = None,
+    entry: EntryOpt = "chip",
+    operator: OperatorOpt = None,
+    customer_phone: Annotated[
+        str | None, typer.Option("--customer-phone", help="Member's phone (stored only as a keyed token).")
+    ] = None,
+    customer_name: Annotated[
+        str | None, typer.Option("--customer-name", help="Member's name (stored encrypted).")
+    ] = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sell: card checks, limits, space admission, intent, authorization, outcome, receipt."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.sale(
+                _money(amount, t),
+                pan,
+                expiry,
+                entry_mode=entry,
+                operator_id=operator,
+                customer_phone=customer_phone,
+                customer_name=customer_name,
+                idem_key=idempotency_key,
+            ).to_dict()
+
+    _print_tx(guarded(run, as_json=as_json), as_json)
+
+
+def refund(
+    amount: AmountOpt,
+    pan: PanOpt,
+    expiry: ExpiryOpt = None,
+    original_invoice: Annotated[
+        int | None, typer.Option("--original-invoice", help="Invoice of the sale being refunded.")
+    ] = None,
+    entry: EntryOpt = "chip",
+    operator: OperatorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund an amount to the card (optionally against an earlier sale)."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.refund(
+                _money(amount, t),
+                pan,
+                expiry,
+                original_invoice=original_invoice,
+                entry_mode=entry,
+                operator_id=operator,
+                idem_key=idempotency_key,
+            ).to_dict()
+
+    _print_tx(guarded(run, as_json=as_json), as_json)
+
+
+def void(
+    invoice: Annotated[int, typer.Argument(help="Invoice number of the sale to void.")],
+    operator: OperatorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Void an approved sale of the open batch."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.void(invoice, operator_id=operator, idem_key=idempotency_key).to_dict()
+
+    _print_tx(guarded(run, as_json=as_json), as_json)
+
+
+def flush(as_json: JsonOpt = False) -> None:
+    """Deliver queued advices and reversals to the host now (store-and-forward)."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.drain_outbox(force=True).to_dict()
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"delivered {out['delivered']}, remaining {out['remaining']}"
+            + (f" (last error: {out['last_error']})" if out["last_error"] else "")
+        )
+    if out["remaining"]:
+        raise typer.Exit(1)
+
+
+def register_sales(app: typer.Typer) -> None:
+    """Attach sale, refund, void and flush."""
+    app.command("sale")(sale)
+    app.command("refund")(refund)
+    app.command("void")(void)
+    app.command("flush")(flush)

@@ -9,7 +9,7 @@ STAN) are unique, and a caller's idempotency key returns the first result of a r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tillvault.errors import InvalidInput, TransactionNotFound
@@ -187,9 +187,12 @@ class Records:
         klass: str = SALE,
         event: str = "outcome",
         ts_ms: int | None = None,
+        also: Callable[[WriteContext], None] | None = None,
         **changes: Any,
     ) -> dict[str, Any]:
         """Durably journal what happened to ``invoice`` (and queue outbox messages atomically).
+
+        ``also(ctx)`` makes further changes in the same transaction (a voided sale, a customer).
 
         :raises TransactionNotFound: no such invoice.
         :raises InvalidInput: unknown status or field.
@@ -214,9 +217,26 @@ class Records:
             for message in outbox:
                 self._enqueue(conn, message, ts)
             ctx.emit(event, _event_view(tx))
+            if also is not None:
+                also(ctx)
             return tx
 
         return dict(self.journal.write(apply, klass=klass, ts_ms=ts).result)
+
+    def set_status(self, ctx: WriteContext, invoice: int, status: str, **changes: Any) -> dict[str, Any]:
+        """Change another record's status inside a write (e.g. the sale a void cancels), journalled."""
+        if status not in STATUSES:
+            raise InvalidInput(f"transaction status {status!r} is not one of {', '.join(STATUSES)}")
+        row = ctx.conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
+        if row is None:
+            raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
+        tx = _row_dict(row)
+        tx.update(changes)
+        tx["status"] = status
+        tx["updated_ms"] = ctx.ts_ms
+        _store_row(ctx.conn, tx)
+        ctx.emit("status", {"invoice": invoice, "status": status, **changes})
+        return tx
 
     # -- outbox -------------------------------------------------------------------------------
     def _enqueue(self, conn: sqlite3.Connection, message: dict[str, Any], ts: int) -> None:
@@ -282,6 +302,23 @@ class Records:
         sql += " ORDER BY invoice DESC LIMIT ?"
         args.append(limit)
         return [_row_dict(r) for r in self.journal.conn.execute(sql, args)]
+
+    def offline_exposure(self) -> tuple[int, int]:
+        """(count, amount) of offline-approved sales whose advice has not been delivered."""
+        row = self.journal.conn.execute(
+            "SELECT count(*), coalesce(sum(t.amount), 0) FROM outbox o JOIN transactions t ON t.invoice = o.invoice "
+            "WHERE o.kind = 'advice' AND o.status = 'pending'"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def refunded_amount(self, original_invoice: int) -> int:
+        """Minor units already refunded (approved or in flight) against ``original_invoice``."""
+        row = self.journal.conn.execute(
+            "SELECT coalesce(sum(amount), 0) FROM transactions WHERE original_invoice = ? AND kind = 'refund' "
+            "AND status IN ('pending', 'approved', 'offline_approved')",
+            (original_invoice,),
+        ).fetchone()
+        return int(row[0])
 
     def pending(self) -> list[dict[str, Any]]:
         """Intents without an outcome (what crash recovery must resolve)."""

@@ -8,16 +8,21 @@ methods here.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tillvault.domain import iso8583 as iso
 from tillvault.domain.emvqr import require_valid_qr
 from tillvault.domain.limits import Limits
 from tillvault.domain.merchant import Merchant
-from tillvault.errors import ConfigError, InvalidInput, StorageFull
+from tillvault.domain.money import currency_info
+from tillvault.errors import ConfigError, InvalidInput, StorageFull, TillVaultError
 from tillvault.store.journal import SETTLEMENT, Journal
 from tillvault.store.keys import KeyRing, default_keyring_dir
 from tillvault.store.records import Records
@@ -47,6 +52,8 @@ class Terminal:
         self.offline = OfflinePolicy(**config.offline)
         self.journal = Journal(self.data_dir / JOURNAL_NAME, device="A").open()
         self.records = Records(self.journal, config.terminal_id)
+        self._client: Any = None
+        self._lock_fd: int | None = None
         self.space = SpaceManager(
             self.data_dir,
             self.journal,
@@ -117,19 +124,59 @@ class Terminal:
         return terminal
 
     @classmethod
-    def open(cls, data_dir: Path | str, *, clock: Clock = system_clock) -> Terminal:
+    def open(
+        cls, data_dir: Path | str, *, clock: Clock = system_clock, exclusive: bool = False, wait_s: float = 30.0
+    ) -> Terminal:
         """Open an existing terminal.
+
+        With ``exclusive`` the terminal is locked for this process (sales and settlement
+        run one at a time) and intents left pending by a process that died are resolved
+        at once (see :meth:`recover`).
 
         :raises NotInitialized: no terminal there.
         :raises KeyRingError: its key ring cannot be found.
+        :raises TillVaultError: another process holds the terminal for longer than ``wait_s``.
         """
         data_dir = Path(data_dir)
         config = TerminalConfig.load(data_dir)
-        return cls(data_dir, config, KeyRing.load(Path(config.keyring)), clock=clock)
+        terminal = cls(data_dir, config, KeyRing.load(Path(config.keyring)), clock=clock)
+        if exclusive:
+            try:
+                terminal.lock(wait_s)
+                terminal.recover()
+            except BaseException:
+                terminal.close()
+                raise
+        return terminal
+
+    def lock(self, wait_s: float = 30.0) -> None:
+        """Take the terminal's exclusive lock (released on close or when the process dies)."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.data_dir / "terminal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise TillVaultError(
+                        f"another tillvault process is using the terminal in {self.data_dir}; try again"
+                    ) from None
+                time.sleep(0.05)
+        self._lock_fd = fd
 
     def close(self) -> None:
-        """Close the journal."""
+        """Close the host link and the journal; release the lock."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         self.journal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Terminal:
         return self
@@ -165,6 +212,99 @@ class Terminal:
         """Keep the physical reserve topped up (cheap when nothing is needed)."""
         with contextlib.suppress(StorageFull):
             self.space.maintain()
+
+    # -- the sale flow ----------------------------------------------------------------------
+    def host_client(self) -> Any:
+        """The ISO 8583 link to the acquirer host (created on first use)."""
+        if self._client is None:
+            from tillvault.host.client import HostClient
+
+            self._client = HostClient(
+                self.config.host,
+                timeout=self.config.host_timeout_s,
+                connect_timeout=min(3.0, self.config.host_timeout_s),
+            )
+        return self._client
+
+    def sale(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
+        """Run a sale of ``amount`` minor units (see :class:`tillvault.terminal.sale.SaleFlow`)."""
+        from tillvault.terminal.sale import SaleFlow
+
+        self._drain_due()
+        return SaleFlow(self).sale(amount=amount, pan=pan, expiry=expiry, **kwargs)
+
+    def refund(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
+        """Refund ``amount`` minor units to the card."""
+        from tillvault.terminal.sale import SaleFlow
+
+        self._drain_due()
+        return SaleFlow(self).refund(amount=amount, pan=pan, expiry=expiry, **kwargs)
+
+    def void(self, invoice: int, **kwargs: Any) -> Any:
+        """Void an approved sale of the open batch."""
+        from tillvault.terminal.sale import SaleFlow
+
+        self._drain_due()
+        return SaleFlow(self).void(invoice, **kwargs)
+
+    def drain_outbox(self, *, force: bool = False) -> Any:
+        """Deliver queued advices and reversals to the host (in order, with back-off)."""
+        from tillvault.terminal.outbox import drain_outbox
+
+        return drain_outbox(self, force=force)
+
+    def _drain_due(self) -> None:
+        if self.records.outbox_pending(limit=1):
+            with contextlib.suppress(TillVaultError):
+                self.drain_outbox()
+
+    def recover(self, *, older_than_ms: int = 0) -> list[int]:
+        """Resolve intents left pending by a crash: mark them not completed and queue a reversal.
+
+        The outcome of such a sale is unknown (the request may have reached the host), so it
+        is reversed, never silently dropped. Returns the invoices recovered. Only call with
+        the terminal locked (or with ``older_than_ms`` beyond any live sale's time-out).
+        """
+        from tillvault.terminal.sale import SaleFlow
+
+        flow = SaleFlow(self)
+        recovered = []
+        cutoff = self.now_ms() - older_than_ms
+        for tx in self.records.pending():
+            if tx["created_ms"] > cutoff:
+                continue
+            original = self._rebuild_request(tx)
+            reversal = iso.reversal_request(original, when=self.now())
+            self.records.record_outcome(
+                tx["invoice"],
+                status="not_completed",
+                ts_ms=self.now_ms(),
+                reason="interrupted before the host's answer was recorded; a reversal is queued",
+                outbox=[flow._outbox_entry("reversal", tx["invoice"], reversal)],
+                extra={k: v for k, v in (tx["extra"] or {}).items() if k != "pan_enc"},
+                klass="settlement",
+            )
+            recovered.append(tx["invoice"])
+        return recovered
+
+    def _rebuild_request(self, tx: dict[str, Any]) -> dict[str, str]:
+        """The 0200 a pending intent would have sent, without the PAN (enough to reverse it)."""
+        when = datetime.fromisoformat((tx["extra"] or {}).get("when") or self.now().isoformat())
+        proc = {"sale": "000000", "refund": "200000", "void": "020000"}.get(tx["kind"], "000000")
+        return {
+            "t": "0200",
+            "3": proc,
+            "4": f"{tx['amount']:012d}",
+            "7": when.astimezone(UTC).strftime("%m%d%H%M%S"),
+            "11": f"{tx['stan']:06d}",
+            "12": when.strftime("%H%M%S"),
+            "13": when.strftime("%m%d"),
+            "41": iso.terminal_id_field(self.config.terminal_id),
+            "42": self.merchant.merchant_id.ljust(15),
+            "49": currency_info(tx["currency"]).numeric,
+            "60": f"{tx['batch'] % 1_000_000:06d}",
+            "62": f"{tx['invoice'] % 1_000_000:06d}",
+        }
 
     # -- reports ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

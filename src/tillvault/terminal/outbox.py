@@ -1,0 +1,113 @@
+"""Store-and-forward: the outbox of advices (0220) and reversals (0400/0420) drains to the host.
+
+Messages leave in order, one at a time; a message is marked delivered only after the
+host answered it, in the same write that updates its transaction (a reversed sale, an
+advised offline sale). A failure stops the drain and schedules the next attempt with
+exponential back-off and jitter, so a host that is down is not hammered. Every message
+is idempotent at the host (same terminal, date and STAN), so a retry after a lost reply
+is safe. Payloads are encrypted under the key ring (an advice carries the PAN); a
+delivered message's payload is erased.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tillvault.errors import HostProtocolError, HostTimeout, HostUnavailable, MessageError
+from tillvault.store.journal import SETTLEMENT, WriteContext
+
+if TYPE_CHECKING:
+    from tillvault.terminal.terminal import Terminal
+
+BACKOFF_BASE_MS = 2_000
+BACKOFF_MAX_MS = 10 * 60_000
+
+
+@dataclass
+class DrainReport:
+    """What one drain did."""
+
+    delivered: int = 0
+    failed: int = 0
+    remaining: int = 0
+    last_error: str = ""
+    delivered_kinds: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "remaining": self.remaining,
+            "last_error": self.last_error,
+            "delivered_kinds": self.delivered_kinds,
+        }
+
+
+def backoff_ms(attempts: int, rng: random.Random) -> int:
+    """Delay before attempt ``attempts + 1``: exponential, capped, with ±50% jitter."""
+    base = min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * (2 ** min(attempts, 20)))
+    return int(base * rng.uniform(0.5, 1.5))
+
+
+def drain_outbox(
+    t: Terminal, *, limit: int = 10_000, force: bool = False, rng: random.Random | None = None
+) -> DrainReport:
+    """Deliver due outbox messages in order until one fails or ``limit`` are sent.
+
+    ``force`` ignores the back-off schedule (settlement drains everything it can).
+    Never raises for host trouble: the report says what happened.
+    """
+    rng = rng or random.Random()
+    report = DrainReport()
+    now = t.now_ms()
+    for message in t.records.outbox_pending(limit=limit):
+        if not force and message["next_attempt_ms"] > now:
+            break
+        try:
+            fields = json.loads(t.keyring.decrypt_field(bytes(message["payload"]), context=b"outbox"))
+            if message["kind"] == "reversal" and message["attempts"] > 0:
+                fields["t"] = "0420"  # a repeat of a reversal that may have arrived
+            reply = t.host_client().exchange(fields)
+        except (HostUnavailable, HostTimeout, HostProtocolError, MessageError) as exc:
+            report.failed += 1
+            report.last_error = str(exc)
+            t.records.outbox_retry_later(
+                message["id"], error=str(exc), next_attempt_ms=now + backoff_ms(message["attempts"], rng)
+            )
+            break
+        _complete(t, message, reply)
+        report.delivered += 1
+        report.delivered_kinds[message["kind"]] = report.delivered_kinds.get(message["kind"], 0) + 1
+    report.remaining = len(t.records.outbox_pending(limit=1_000_000))
+    return report
+
+
+def _complete(t: Terminal, message: dict[str, Any], reply: dict[str, str]) -> None:
+    """Mark a message delivered and apply its effect on the transaction, in one write."""
+    code = reply.get("39", "")
+    invoice = message["invoice"]
+
+    def apply(ctx: WriteContext) -> None:
+        ctx.conn.execute(
+            "UPDATE outbox SET status = 'delivered', payload = x'', last_error = NULL WHERE id = ?", (message["id"],)
+        )
+        ctx.emit(
+            "outbox_delivered",
+            {"id": message["id"], "kind": message["kind"], "invoice": invoice, "response_code": code},
+        )
+        if invoice is None:
+            return
+        tx = t.records.get(invoice)
+        if message["kind"] == "reversal" and tx["status"] in ("not_completed", "pending", "approved"):
+            t.records.set_status(ctx, invoice, "reversed", reason=f"reversed at the host (response {code})")
+        elif message["kind"] == "advice":
+            changes: dict[str, Any] = {"rrn": reply.get("37") or tx["rrn"]}
+            if code != "00":
+                changes["reason"] = f"the host answered the offline advice with {code}: contact the acquirer"
+            t.records.set_status(ctx, invoice, tx["status"], **changes)
+
+    t.journal.write(apply, klass=SETTLEMENT, ts_ms=t.now_ms())
