@@ -178,9 +178,9 @@ class SpaceManager:
             capacity = min(capacity, self.policy.quota_bytes)
         db_free = self.journal.free_page_bytes()
         used = max(0, held - db_free)
-        # Room outside the store is whatever the quota leaves, but never more than the disk has.
-        outside = max(0, min(capacity - held, fs_free))
-        free = outside + db_free
+        # Free is what the quota leaves (free pages inside the journal count as free), but never
+        # more than the disk can give plus those free pages.
+        free = max(0, min(capacity - used, fs_free + db_free))
         reserve = self.reserve_bytes()
         with self._lock:
             in_flight = self._in_flight

@@ -1,0 +1,234 @@
+"""The sale flow against the reference host as a real separate process over TCP."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from tillvault.host.ledger import HostLedger
+from tillvault.host.process import HostProcess
+from tillvault.terminal.terminal import Terminal
+
+VISA = "4111111111111111"
+MASTERCARD = "5555555555554444"
+UNIONPAY = "6212345678901235"  # fails Luhn: UnionPay is exempt
+EXPIRY = "3012"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _events(t: Terminal, invoice: int) -> list[str]:
+    return [e.kind for e in t.journal.events() if e.data().get("invoice") == invoice]
+
+
+def test_approved_sale_journals_intent_before_outcome_and_the_host_agrees(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    r = t.sale(1234, VISA, EXPIRY)
+    assert r.status == "approved", r.reason
+    assert r.masked_pan == "411111******1111" and r.rrn and r.auth_code
+    assert _events(t, r.invoice) == ["intent", "outcome"]
+    intent = next(e for e in t.journal.events() if e.kind == "intent" and e.data()["invoice"] == r.invoice)
+    assert intent.data()["status"] == "pending"
+    host_rows = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.rrn == r.rrn]
+    assert len(host_rows) == 1 and host_rows[0].amount == 1234
+    assert "APPROVED" in r.receipt and VISA not in r.receipt
+
+
+def test_unionpay_card_failing_luhn_is_approved(make_terminal: Callable[..., Terminal]) -> None:
+    assert make_terminal().sale(500, UNIONPAY, EXPIRY).status == "approved"
+
+
+def test_issuer_declines_insufficient_funds_51(make_terminal: Callable[..., Terminal], host_ledger: HostLedger) -> None:
+    t = make_terminal()
+    host_ledger.set_card(MASTERCARD, currency="156", credit_limit=1000, balance=0)
+    r = t.sale(5000, MASTERCARD, EXPIRY)
+    assert r.status == "declined" and r.response_code == "51"
+    assert "insufficient funds" in r.reason
+    assert t.records.get(r.invoice)["status"] == "declined"
+
+
+def test_host_declines_over_its_amount_limit_61(make_terminal: Callable[..., Terminal]) -> None:
+    r = make_terminal().sale(150_000, VISA, EXPIRY)
+    assert (r.status, r.response_code) == ("declined", "61")
+
+
+def test_issuer_unavailable_91(make_terminal: Callable[..., Terminal], host: HostProcess) -> None:
+    t = make_terminal()
+    host.set_faults({"decline": True})
+    r = t.sale(100, VISA, EXPIRY)
+    assert (r.status, r.response_code) == ("declined", "91")
+
+
+def test_expired_and_invalid_cards_are_refused_locally_before_the_host(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    before = len(host_ledger.authorizations(t.config.terminal_id))
+    expired = t.sale(100, VISA, "2001")
+    bad = t.sale(100, "4111111111111112", EXPIRY)
+    assert expired.status == bad.status == "refused"
+    assert ("expir" in expired.reason and "Luhn" in bad.reason) or "check digit" in bad.reason.lower()
+    assert len(host_ledger.authorizations(t.config.terminal_id)) == before
+    assert t.records.list() == []
+
+
+def test_timeout_queues_a_reversal_that_reverses_at_the_host(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal(timeout=0.5)
+    host.set_faults({"delay": {"seconds": 1.5, "count": 1, "mtis": ["0200"]}})
+    r = t.sale(2500, VISA, EXPIRY)
+    assert r.status == "not_completed"
+    assert "reversal" in r.reason
+    assert [m["kind"] for m in t.records.outbox_pending()] == ["reversal"]
+    host.set_faults(None)
+    report = t.drain_outbox(force=True)
+    assert report.delivered == 1 and report.remaining == 0
+    assert t.records.get(r.invoice)["status"] == "reversed"
+    live = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{r.stan:06d}" and a.live]
+    assert live == [], "the host must have reversed the charge"
+
+
+def test_host_down_offline_approval_then_advice_delivered(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal(host_address=f"127.0.0.1:{_free_port()}")
+    small = t.sale(5000, VISA, EXPIRY)
+    big = t.sale(50_000, VISA, EXPIRY)  # above the 200.00 floor limit
+    assert small.status == "offline_approved" and small.auth_code.startswith("Y1")
+    assert big.status == "declined" and "floor limit" in big.reason
+    assert [m["kind"] for m in t.records.outbox_pending()] == ["advice"]
+    # The host comes back (same terminal, real address): the advice is delivered.
+    t.config.host = host.address
+    t._client = None
+    report = t.drain_outbox(force=True)
+    assert report.delivered == 1 and report.remaining == 0
+    rows = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{small.stan:06d}"]
+    assert len(rows) == 1 and rows[0].amount == 5000 and rows[0].mti == "0220"
+
+
+def test_offline_caps_limit_exposure(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal(host_address=f"127.0.0.1:{_free_port()}", offline={"max_count": 2})
+    results = [t.sale(100, VISA, EXPIRY).status for _ in range(3)]
+    assert results == ["offline_approved", "offline_approved", "declined"]
+
+
+def test_retry_with_the_same_idempotency_key_charges_once(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    a = t.sale(777, VISA, EXPIRY, idem_key="pos-42")
+    b = t.sale(777, VISA, EXPIRY, idem_key="pos-42")
+    assert a.invoice == b.invoice and b.status == "approved"
+    assert len(t.records.list()) == 1
+    assert len([x for x in host_ledger.authorizations(t.config.terminal_id) if x.rrn == a.rrn]) == 1
+
+
+def test_pending_intent_after_a_crash_is_reversed_not_dropped(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    # A sale that reached the host, then the terminal died before journalling the outcome.
+    tx = t.records.record_intent(
+        kind="sale", amount=4321, currency="CNY", business_date=t.business_date(), extra={"when": t.now().isoformat()}
+    )
+    data = t.data_dir
+    t.close()
+    t2 = Terminal.open(data, exclusive=True)
+    try:
+        assert t2.records.get(tx["invoice"])["status"] == "not_completed"
+        assert [m["kind"] for m in t2.records.outbox_pending()] == ["reversal"]
+        assert t2.drain_outbox(force=True).delivered == 1
+        assert t2.records.get(tx["invoice"])["status"] == "reversed"
+    finally:
+        t2.close()
+
+
+def test_void_cancels_the_sale_at_the_host(make_terminal: Callable[..., Terminal], host_ledger: HostLedger) -> None:
+    t = make_terminal()
+    sale = t.sale(3000, VISA, EXPIRY)
+    void = t.void(sale.invoice)
+    assert void.status == "approved", void.reason
+    assert t.records.get(sale.invoice)["status"] == "voided"
+    again = t.void(sale.invoice)
+    assert again.status == "refused" and "voided" in again.reason
+
+
+def test_refund_bounded_by_the_original_sale(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    sale = t.sale(3000, VISA, EXPIRY)
+    assert t.refund(2000, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    over = t.refund(1500, VISA, EXPIRY, original_invoice=sale.invoice)
+    assert over.status == "refused" and "exceeds" in over.reason
+    other_card = t.refund(500, MASTERCARD, EXPIRY, original_invoice=sale.invoice)
+    assert other_card.status == "refused" and "not the card" in other_card.reason
+
+
+def test_per_card_daily_limit_refuses_with_the_limit_named(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal(limits={"max_per_card_per_day": 10_000, "currency": "CNY"})
+    assert t.sale(8000, VISA, EXPIRY).status == "approved"
+    r = t.sale(3000, VISA, EXPIRY)
+    assert r.status == "refused" and "per-card daily limit" in r.reason and "10.00" in r.reason
+    assert t.sale(3000, "2223003122003222", EXPIRY).status == "approved"
+
+
+def test_sale_refused_before_authorization_when_reserve_would_be_breached(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    st = t.space.status()
+    # Quota such that free space (inside the journal's free pages and outside) is the reserve plus 2 KiB.
+    t.space.policy.quota_bytes = t.space.store_bytes() - st.journal_free_page_bytes + st.reserve_bytes + 2048
+    seen_by_host = len(host_ledger.authorizations(t.config.terminal_id))
+    r = t.sale(100, VISA, EXPIRY)
+    assert r.status == "refused" and "storage device A is full" in r.reason and "No card was charged" in r.reason
+    assert t.records.list() == []
+    assert len(host_ledger.authorizations(t.config.terminal_id)) == seen_by_host
+
+
+def test_member_is_stored_minimized_and_merged_by_phone(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    t.sale(1000, VISA, EXPIRY, customer_phone="+86 138-0013-8000", customer_name="王小明")
+    t.sale(2000, "5105105105105100", EXPIRY, customer_phone="13800138000")
+    rows = t.journal.conn.execute("SELECT * FROM customers").fetchall()
+    assert len(rows) == 1 and rows[0]["visits"] == 2 and rows[0]["total_amount"] == 3000
+    assert "王小明".encode() not in bytes(rows[0]["name_enc"])
+
+
+def test_no_pan_in_clear_anywhere_after_many_sales(
+    make_terminal: Callable[..., Terminal], host: HostProcess, tmp_path: Path
+) -> None:
+    t = make_terminal(timeout=0.5)
+    pans = [f"4{n:014d}" for n in range(0, 1000 * 7919, 7919)]
+    from tillvault.domain.cards import luhn_check_digit
+
+    pans = [p + luhn_check_digit(p) for p in pans][:1000]
+    host.set_faults({"drop": {"probability": 0.01}})
+    statuses: dict[str, int] = {}
+    for i, pan in enumerate(pans):
+        r = t.sale(100 + i, pan, EXPIRY, customer_phone=f"1390000{i:04d}" if i % 4 == 0 else None)
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    host.set_faults(None)
+    t.drain_outbox(force=True)
+    assert statuses.get("approved", 0) > 900
+    t.close()
+    scanned = 0
+    roots = [t.data_dir, Path(t.config.keyring).parent, host.data_dir]
+    needles = [p.encode() for p in pans]
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                blob = path.read_bytes()
+                scanned += 1
+                hits = [n for n in needles if n in blob]
+                assert hits == [], f"{len(hits)} PAN(s) in clear in {path}"
+    assert scanned >= 5
+    json.dumps(statuses)
