@@ -71,16 +71,28 @@ def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _store_row(conn: sqlite3.Connection, tx: dict[str, Any]) -> None:
+def _store_row(conn: sqlite3.Connection, tx: dict[str, Any], *, before: dict[str, Any] | None = None) -> None:
+    """Insert ``tx``, or with ``before`` update only the columns that changed (fewer pages per commit)."""
     values = {k: tx.get(k) for k in TX_COLUMNS}
     if values["extra"] is not None and not isinstance(values["extra"], str):
         values["extra"] = canonical(values["extra"]).decode("utf-8")
     checksum = row_checksum(values)
-    cols = ", ".join((*TX_COLUMNS, "checksum"))
-    marks = ", ".join("?" for _ in range(len(TX_COLUMNS) + 1))
+    if before is None:
+        cols = ", ".join((*TX_COLUMNS, "checksum"))
+        marks = ", ".join("?" for _ in range(len(TX_COLUMNS) + 1))
+        conn.execute(
+            f"INSERT INTO transactions ({cols}) VALUES ({marks})",
+            (*(values[k] for k in TX_COLUMNS), checksum),
+        )
+        return
+    old = {k: before.get(k) for k in TX_COLUMNS}
+    if old["extra"] is not None and not isinstance(old["extra"], str):
+        old["extra"] = canonical(old["extra"]).decode("utf-8")
+    changed = [k for k in TX_COLUMNS if values[k] != old[k] and k != "invoice"]
+    sets = ", ".join(f"{k} = ?" for k in (*changed, "checksum"))
     conn.execute(
-        f"INSERT OR REPLACE INTO transactions ({cols}) VALUES ({marks})",
-        (*(values[k] for k in TX_COLUMNS), checksum),
+        f"UPDATE transactions SET {sets} WHERE invoice = ?",
+        (*(values[k] for k in changed), checksum, values["invoice"]),
     )
 
 
@@ -209,11 +221,12 @@ class Records:
             row = conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
             if row is None:
                 raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
-            tx = _row_dict(row)
+            before = _row_dict(row)
+            tx = dict(before)
             tx.update(changes)
             tx["status"] = status
             tx["updated_ms"] = ts
-            _store_row(conn, tx)
+            _store_row(conn, tx, before=before)
             for message in outbox:
                 self._enqueue(conn, message, ts)
             ctx.emit(event, _event_view(tx))
@@ -230,11 +243,12 @@ class Records:
         row = ctx.conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
         if row is None:
             raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
-        tx = _row_dict(row)
+        before = _row_dict(row)
+        tx = dict(before)
         tx.update(changes)
         tx["status"] = status
         tx["updated_ms"] = ctx.ts_ms
-        _store_row(ctx.conn, tx)
+        _store_row(ctx.conn, tx, before=before)
         ctx.emit("status", {"invoice": invoice, "status": status, **changes})
         return tx
 
@@ -321,8 +335,11 @@ class Records:
         return int(row[0])
 
     def pending(self) -> list[dict[str, Any]]:
-        """Intents without an outcome (what crash recovery must resolve)."""
-        return self.list(status="pending")
+        """Intents without an outcome (what crash recovery must resolve), oldest first."""
+        rows = self.journal.conn.execute(
+            "SELECT * FROM transactions INDEXED BY transactions_pending WHERE status = 'pending' ORDER BY invoice"
+        )
+        return [_row_dict(r) for r in rows]
 
     def count_by_status(self) -> dict[str, int]:
         """Number of records per status."""

@@ -59,8 +59,9 @@ MIGRATIONS: list[list[str]] = [
             checksum BLOB NOT NULL,
             UNIQUE (terminal_id, business_date, stan)
         )""",
-        "CREATE INDEX transactions_status ON transactions (status)",
-        "CREATE INDEX transactions_batch ON transactions (batch, status)",
+        # Only unresolved intents are looked up by status: a partial index stays tiny.
+        "CREATE INDEX transactions_pending ON transactions (invoice) WHERE status = 'pending'",
+        "CREATE INDEX transactions_batch ON transactions (batch)",
         "CREATE INDEX transactions_card_day ON transactions (card_token, business_date)",
         """CREATE TABLE batches (
             batch INTEGER PRIMARY KEY,
