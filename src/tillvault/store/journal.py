@@ -440,7 +440,8 @@ class Journal:
                     conn.execute("BEGIN IMMEDIATE")
                     conn.executemany("INSERT INTO headroom (pad) VALUES (zeroblob(?))", [(pad,)] * n)
                     conn.execute("COMMIT")
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if held + n < missing:  # more chunks to come: keep the WAL bounded
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -449,8 +450,8 @@ class Journal:
                     self._drop_connection()
                     raise error from exc
             try:
+                # The pages reach the database file at the next automatic checkpoint.
                 conn.execute("DELETE FROM headroom")
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 self._drop_connection()
                 raise map_sqlite_error(exc, path=self.path, device=self.device) from exc

@@ -102,6 +102,7 @@ class Records:
     def __init__(self, journal: Journal, terminal_id: str) -> None:
         self.journal = journal
         self.terminal_id = terminal_id
+        self._open_count: int | None = None
 
     # -- batches ------------------------------------------------------------------------------
     def _open_batch(self, conn: sqlite3.Connection, ts: int) -> int:
@@ -124,11 +125,17 @@ class Records:
         return 1 if last is None else int(last) % 999_999 + 1
 
     def open_batch_count(self) -> int:
-        """Transactions in the open batch (what the settlement reserve is sized on)."""
-        row = self.journal.conn.execute(
-            "SELECT count(*) FROM transactions t JOIN batches b ON t.batch = b.batch WHERE b.status = 'open'"
-        ).fetchone()
-        return int(row[0])
+        """Transactions in the open batch (what the settlement reserve is sized on); cached."""
+        if self._open_count is None:
+            row = self.journal.conn.execute(
+                "SELECT count(*) FROM transactions WHERE batch = (SELECT batch FROM batches WHERE status = 'open')"
+            ).fetchone()
+            self._open_count = int(row[0])
+        return self._open_count
+
+    def forget_cached_counts(self) -> None:
+        """Drop cached counts (after a batch closes, or another process wrote)."""
+        self._open_count = None
 
     # -- intent and outcome -------------------------------------------------------------------
     def record_intent(
@@ -188,7 +195,10 @@ class Records:
             ctx.emit("intent", _event_view(tx))
             return tx
 
-        return dict(self.journal.write(apply, klass=SALE, ts_ms=ts).result)
+        tx = dict(self.journal.write(apply, klass=SALE, ts_ms=ts).result)
+        if self._open_count is not None:
+            self._open_count += 1
+        return tx
 
     def record_outcome(
         self,

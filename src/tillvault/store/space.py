@@ -257,12 +257,17 @@ class SpaceManager:
         )
 
     # -- the physical reserve -----------------------------------------------------------------
-    def maintain(self) -> SpaceStatus:
-        """Keep the physical reserve: pre-grow free pages up to reserve + headroom if the disk allows."""
+    def maintain(self) -> bool:
+        """Keep the physical reserve: pre-grow free pages up to reserve + headroom if the disk allows.
+
+        Cheap when nothing is needed (one pragma); grows in chunks of half the headroom so the
+        cost is amortised over many sales. Returns True if it grew.
+        """
         target = self.reserve_bytes() + self.policy.headroom_bytes
-        if self.journal.free_page_bytes() < target - self.policy.headroom_bytes // 2:
-            self.journal.grow_free_pages(target)
-        return self.status()
+        if self.journal.free_page_bytes() >= target - self.policy.headroom_bytes // 2:
+            return False
+        self.journal.grow_free_pages(target)
+        return True
 
     def ensure_ballast(self) -> int:
         """Create the ballast file at its configured size if missing; returns its size."""
