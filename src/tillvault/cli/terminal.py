@@ -304,8 +304,36 @@ def flush(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+def settle(as_json: JsonOpt = False) -> None:
+    """Close the batch with the host: drain, totals (0500), batch upload if out of balance, report."""
+
+    def run() -> Any:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.settle()
+
+    report = guarded(run, as_json=as_json)
+    out = report.to_dict()
+    if as_json:
+        emit_json(out)
+    else:
+        table = Table(title=f"Settlement — batch {out['batch']:06d} ({out['currency']})")
+        table.add_column("")
+        table.add_column("count", justify="right")
+        table.add_column("amount", justify="right")
+        for what, count, amount in report.lines():
+            table.add_row(what, count, amount)
+        console.print(table)
+        colour = "green" if out["balanced"] else "red"
+        console.print(f"[{colour}]{out['reason']}[/]", highlight=False)
+        for d in out["differences"]:
+            console.print(f"  {d}", highlight=False)
+    if not out["balanced"]:
+        raise typer.Exit(3)
+
+
 def register_sales(app: typer.Typer) -> None:
-    """Attach sale, refund, void and flush."""
+    """Attach sale, refund, void, flush and settle."""
+    app.command("settle")(settle)
     app.command("sale")(sale)
     app.command("refund")(refund)
     app.command("void")(void)

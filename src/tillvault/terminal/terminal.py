@@ -227,10 +227,22 @@ class Terminal:
         return self._client
 
     def sale(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
-        """Run a sale of ``amount`` minor units (see :class:`tillvault.terminal.sale.SaleFlow`)."""
-        from tillvault.terminal.sale import SaleFlow
+        """Run a sale of ``amount`` minor units (see :class:`tillvault.terminal.sale.SaleFlow`).
+
+        A full batch is settled first (forced settlement); if that cannot happen the sale is
+        refused with the reason, before anything is written or sent. Records are never dropped.
+        """
+        from tillvault.errors import SettlementError
+        from tillvault.terminal.sale import SaleFlow, TxResult
 
         self._drain_due()
+        if self.batch_full():
+            try:
+                self.settle()
+            except SettlementError as exc:
+                return TxResult(status="refused", amount=amount, currency=self.merchant.currency, reason=(
+                    f"the batch is full ({self.config.batch_max_count} transactions) and must be settled first: "
+                    f"{exc}"))
         return SaleFlow(self).sale(amount=amount, pan=pan, expiry=expiry, **kwargs)
 
     def refund(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
@@ -246,6 +258,19 @@ class Terminal:
 
         self._drain_due()
         return SaleFlow(self).void(invoice, **kwargs)
+
+    def settle(self) -> Any:
+        """Close the batch with the host (see :mod:`tillvault.terminal.settle`); returns the report.
+
+        :raises SettlementError: the host cannot be reached; nothing is lost, retry later.
+        """
+        from tillvault.terminal.settle import settle
+
+        return settle(self)
+
+    def batch_full(self) -> bool:
+        """True when the open batch has reached ``batch_max_count`` and must be settled."""
+        return self.records.open_batch_count() >= self.config.batch_max_count
 
     def drain_outbox(self, *, force: bool = False) -> Any:
         """Deliver queued advices and reversals to the host (in order, with back-off)."""

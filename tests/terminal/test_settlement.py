@@ -1,0 +1,164 @@
+"""Batch close against the reference host as a separate process: balanced, upload, host down, retry,
+full disk, forced settlement."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from tillvault.domain import iso8583 as iso
+from tillvault.errors import SettlementError
+from tillvault.host.client import HostClient
+from tillvault.host.ledger import HostLedger
+from tillvault.host.process import HostProcess
+from tillvault.terminal.settle import batch_totals
+from tillvault.terminal.terminal import Terminal
+
+VISA = "4111111111111111"
+UNIONPAY = "6212345678901235"
+EXPIRY = "3012"
+
+
+def _sell(t: Terminal, amounts: list[int], pan: str = VISA) -> list[int]:
+    out = []
+    for a in amounts:
+        r = t.sale(a, pan, EXPIRY)
+        assert r.status == "approved", r.reason
+        out.append(r.invoice)
+    return out
+
+
+def test_balanced_close_reports_totals_and_advances_the_batch(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    invoices = _sell(t, [1000, 2000, 3000, 4550])
+    assert t.void(invoices[1]).status == "approved"
+    assert t.refund(500, VISA, EXPIRY, original_invoice=invoices[0]).status == "approved"
+    report = t.settle().to_dict()
+    assert report["ok"] and report["balanced"] and report["uploaded"] == 0
+    assert (report["sales_count"], report["sales_amount"]) == (3, 8550)
+    assert (report["refunds_count"], report["refunds_amount"]) == (1, 500)
+    assert report["net_amount"] == 8050 and report["voided_count"] == 1
+    assert report["batch"] == 1
+    nxt = t.sale(100, VISA, EXPIRY)
+    assert nxt.batch == 2
+    # A closed batch is immutable: the void window has passed, the encrypted PANs are gone.
+    assert t.void(invoices[0]).status == "refused"
+    assert all("pan_enc" not in (r["extra"] or {}) for r in t.records.list(batch=1))
+    assert t.scrub()["ok"]
+
+
+def test_out_of_balance_is_fixed_by_batch_upload(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal()
+    invoices = _sell(t, [1200, 3400, 5600])
+    # The host loses one sale behind the terminal's back (a reversal the terminal never sent).
+    lost = t.records.get(invoices[1])
+    with HostClient(host.address) as rogue:
+        assert rogue.exchange(iso.reversal_request(t._rebuild_request(lost)))["39"] == "00"
+    report = t.settle().to_dict()
+    assert report["balanced"], report
+    assert report["uploaded"] == 3
+    assert report["sales_amount"] == 10200
+    host_totals = host_ledger.batch_totals(t.config.terminal_id, 1)
+    assert (host_totals.sales_count, host_totals.sales_amount) == (3, 10200)
+
+
+def test_host_down_at_close_loses_nothing_and_settles_later(
+    make_terminal: Callable[..., Terminal], host: HostProcess
+) -> None:
+    t = make_terminal(timeout=0.3)
+    _sell(t, [700, 800])
+    host.set_faults({"close_before": {"mtis": ["0500"]}})
+    with pytest.raises(SettlementError, match="nothing was lost"):
+        t.settle()
+    assert len(t.records.list(batch=1)) == 2
+    host.set_faults(None)
+    report = t.settle().to_dict()
+    assert report["balanced"] and report["sales_amount"] == 1500
+
+
+def test_lost_0500_reply_is_retried_with_the_same_stan(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal(timeout=0.3)
+    _sell(t, [999])
+    host.set_faults({"drop": {"count": 1, "mtis": ["0500"]}})
+    report = t.settle().to_dict()
+    assert report["balanced"]
+    rows = host_ledger._all(
+        "SELECT stan, response FROM settlements WHERE terminal_id = ?", (iso.terminal_id_field(t.config.terminal_id),)
+    )
+    assert len({r["stan"] for r in rows}) == 1, "a retry must reuse the STAN"
+
+
+def test_outbox_is_drained_before_the_close(make_terminal: Callable[..., Terminal], host: HostProcess) -> None:
+    t = make_terminal(timeout=0.3)
+    _sell(t, [100])
+    host.set_faults({"drop": {"count": 1, "mtis": ["0200"]}})
+    r = t.sale(4000, VISA, EXPIRY)
+    assert r.status == "not_completed"
+    report = t.settle().to_dict()
+    assert report["drained"] == 1 and report["balanced"]
+    assert report["sales_amount"] == 100
+    assert t.records.get(r.invoice)["status"] == "reversed"
+
+
+def test_forced_settlement_when_the_batch_is_full(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    t.config.batch_max_count = 5
+    _sell(t, [100] * 5)
+    r = t.sale(100, VISA, EXPIRY)
+    assert r.status == "approved" and r.batch == 2
+    assert t.journal.conn.execute("SELECT status FROM batches WHERE batch = 1").fetchone()[0] == "closed"
+
+
+def test_full_batch_with_host_down_refuses_sales_and_keeps_every_record(
+    make_terminal: Callable[..., Terminal], host: HostProcess
+) -> None:
+    t = make_terminal(timeout=0.3)
+    t.config.batch_max_count = 3
+    _sell(t, [100] * 3)
+    host.set_faults({"close_before": True})
+    r = t.sale(100, VISA, EXPIRY)
+    assert r.status == "refused" and "must be settled" in r.reason
+    assert len(t.records.list()) == 3
+
+
+def test_settlement_succeeds_on_a_full_filesystem_while_sales_are_refused(
+    tmpfs,
+    host: HostProcess,
+    host_ledger: HostLedger,  # type: ignore[no-untyped-def]
+) -> None:
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    t = Terminal.init(tmpfs.path / "data", terminal_id="TVFULL01", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    try:
+        sold = _sell(t, [1000 + i for i in range(20)], pan=UNIONPAY)
+        filler = tmpfs.fill()
+        refused = None
+        for i in range(2000):
+            r = t.sale(50, UNIONPAY, EXPIRY)
+            if r.status == "refused":
+                refused = r
+                break
+            assert r.status == "approved"
+            sold.append(r.invoice)
+        assert refused is not None and "full" in refused.reason
+        assert os.statvfs(tmpfs.path).f_bavail == 0
+        # The host loses one, so the close needs a full batch upload too, on the full disk.
+        lost = t.records.get(sold[3])
+        with HostClient(host.address) as rogue:
+            rogue.exchange(iso.reversal_request(t._rebuild_request(lost)))
+        report = t.settle()
+        assert report.balanced and report.uploaded == len(sold)
+        assert report.totals.sales_count == len(sold)
+        assert report.totals == batch_totals(t, report.batch)
+        assert t.scrub()["ok"]
+        assert t.sale(50, UNIONPAY, EXPIRY).status == "refused"  # still full: the reserve is not for sales
+        filler.unlink()
+        assert t.sale(50, UNIONPAY, EXPIRY).status == "approved"
+    finally:
+        t.close()
