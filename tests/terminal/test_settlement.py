@@ -139,7 +139,7 @@ def test_settlement_succeeds_on_a_full_filesystem_while_sales_are_refused(
         sold = _sell(t, [1000 + i for i in range(20)], pan=UNIONPAY)
         filler = tmpfs.fill()
         refused = None
-        for i in range(2000):
+        for _ in range(2000):
             r = t.sale(50, UNIONPAY, EXPIRY)
             if r.status == "refused":
                 refused = r
