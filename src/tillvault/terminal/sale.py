@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tillvault.domain import iso8583 as iso
-from tillvault.domain.cards import card_token, require_valid_card
+from tillvault.domain.cards import card_token, normalize_pan, require_valid_card
 from tillvault.domain.limits import check_limits
 from tillvault.domain.money import currency_info, format_amount
 from tillvault.errors import (
@@ -32,6 +32,7 @@ from tillvault.errors import (
     HostUnavailable,
     InvalidInput,
     LimitExceeded,
+    MessageError,
     StorageFull,
     TransactionNotFound,
 )
@@ -277,6 +278,7 @@ class SaleFlow:
             result.extra["errors"] = exc.errors
             return result
         result.masked_pan, result.brand = card.masked, card.brand
+        pan = normalize_pan(pan)
         token = card_token(pan, t.keyring.token_key())
         # 2. Limits (sales only; a refund is bounded by its original).
         date = t.business_date()
@@ -318,14 +320,31 @@ class SaleFlow:
                     original_invoice=original_invoice,
                     extra=extra,
                 )
-                args = self._card_args(
-                    pan, card.expiry if expiry else None, amount, tx["stan"], tx["batch"], tx["invoice"], entry_mode
-                )
-                if kind == "sale":
-                    request = iso.sale_request(when=when, **args)
-                else:
-                    original_rrn = t.records.get(original_invoice)["rrn"] if original_invoice else None
-                    request = iso.refund_request(when=when, original_rrn=original_rrn, **args)
+                try:
+                    args = self._card_args(
+                        pan,
+                        card.expiry if expiry else None,
+                        amount,
+                        tx["stan"],
+                        tx["batch"],
+                        tx["invoice"],
+                        entry_mode,
+                    )
+                    if kind == "sale":
+                        request = iso.sale_request(when=when, **args)
+                    else:
+                        original_rrn = t.records.get(original_invoice)["rrn"] if original_invoice else None
+                        request = iso.refund_request(when=when, original_rrn=original_rrn, **args)
+                except MessageError as exc:  # nothing was sent: resolve the intent, never leave it pending
+                    row = t.records.record_outcome(
+                        tx["invoice"],
+                        status="declined",
+                        ts_ms=t.now_ms(),
+                        response_code="30",
+                        reason=f"the request could not be built ({exc}); nothing was sent",
+                        extra=_strip_pan(tx["extra"]),
+                    )
+                    return self._finish(row)
                 customer = (customer_phone, customer_name) if customer_phone else None
                 return self._authorize(tx, request, pan=pan, expiry=card.expiry if expiry else None, customer=customer)
         except StorageFull as exc:

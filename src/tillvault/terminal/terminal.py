@@ -102,6 +102,12 @@ class Terminal:
                 policy.quota_bytes = parse_size(capacity)
             except ValueError as exc:
                 raise InvalidInput(f"--capacity: {exc}") from None
+        minimum = minimum_capacity(policy)
+        if policy.quota_bytes is not None and policy.quota_bytes < minimum:
+            raise InvalidInput(
+                f"--capacity {policy.quota_bytes:,} B is below the {minimum:,} B a terminal needs (journal and WAL, "
+                "settlement reserve, ballast and room for 100 sales)"
+            )
         term_uuid = str(uuid.uuid4())
         ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -240,9 +246,15 @@ class Terminal:
             try:
                 self.settle()
             except SettlementError as exc:
-                return TxResult(status="refused", amount=amount, currency=self.merchant.currency, reason=(
-                    f"the batch is full ({self.config.batch_max_count} transactions) and must be settled first: "
-                    f"{exc}"))
+                return TxResult(
+                    status="refused",
+                    amount=amount,
+                    currency=self.merchant.currency,
+                    reason=(
+                        f"the batch is full ({self.config.batch_max_count} transactions) and must be settled first: "
+                        f"{exc}"
+                    ),
+                )
         return SaleFlow(self).sale(amount=amount, pan=pan, expiry=expiry, **kwargs)
 
     def refund(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
@@ -361,6 +373,21 @@ class Terminal:
     def scrub(self) -> dict[str, Any]:
         """Verify the journal: integrity, every checksum, the whole chain (``{"ok", "checked", "problems"}``)."""
         return self.journal.verify().to_dict()
+
+
+#: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).
+JOURNAL_BASE_BYTES = 800 * 1024
+
+
+def minimum_capacity(policy: SpacePolicy) -> int:
+    """The smallest store a terminal can work in: journal, reserve, headroom, ballast, 100 sales."""
+    return (
+        JOURNAL_BASE_BYTES
+        + policy.reserve_base_bytes
+        + policy.headroom_bytes
+        + policy.ballast_bytes
+        + 100 * policy.sale_life_bytes
+    )
 
 
 def _check_address(address: str) -> None:

@@ -1,0 +1,91 @@
+"""The command-line contract of DESIGN.md, run as a user would: separate processes, --json, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tillvault.host.process import HostProcess, start_host_process
+
+TV = [sys.executable, "-c", "from tillvault.cli.main import main; main()"]
+
+
+def tv(*args: str, data: Path | None = None, ok: tuple[int, ...] = (0,)) -> tuple[int, Any, str]:
+    cmd = [*TV, *(["--data", str(data)] if data else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    out: Any = None
+    if "--json" in args and proc.stdout.strip():
+        out = json.loads(proc.stdout)
+    assert proc.returncode in ok, (args, proc.returncode, proc.stdout, proc.stderr)
+    return proc.returncode, out, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> HostProcess:
+    with start_host_process(tmp_path_factory.mktemp("clihost"), env={"TILLVAULT_HOST_SECRET": "cli"}) as proc:
+        yield proc  # type: ignore[misc]
+
+
+def test_init_sale_settle_status_tx_list_scrub(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    _, out, _ = tv("init", "--terminal-id", "TVCLI001", "--host", host.address, "--capacity", "64MiB", "--json",
+                   data=data)
+    assert out["ok"] and out["capacity_bytes"] <= 64 * 1024 * 1024
+    code, sale, _ = tv("sale", "--amount", "12.34", "--pan", "4111 1111 1111 1111", "--expiry", "3012", "--json",
+                       data=data)
+    assert code == 0
+    for key in ("status", "invoice", "reason", "masked_pan"):
+        assert key in sale
+    assert sale["status"] == "approved" and sale["amount"] == 1234 and sale["invoice"] == "000001"
+    code, declined, _ = tv("sale", "--amount", "12.34", "--pan", "4111111111111111", "--expiry", "2001", "--json",
+                           data=data, ok=(1,))
+    assert declined["status"] == "refused" and "expir" in declined["reason"]
+    _, st, _ = tv("status", "--json", data=data)
+    for key in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes", "pressure", "runway_days"):
+        assert key in st
+    _, rows, _ = tv("tx", "list", "--json", data=data)
+    assert rows[0]["masked_pan"] == "411111******1111" and rows[0]["invoice"] == 1
+    assert {"invoice", "status", "amount", "currency", "masked_pan", "batch"} <= set(rows[0])
+    _, settled, _ = tv("settle", "--json", data=data)
+    for key in ("ok", "batch", "sales_count", "sales_amount", "refunds_count", "refunds_amount", "balanced"):
+        assert key in settled
+    assert settled["balanced"] and settled["sales_amount"] == 1234
+    _, scrub, _ = tv("scrub", "--json", data=data)
+    assert scrub["ok"] and scrub["checked"] > 0 and scrub["problems"] == []
+
+
+def test_bad_input_gets_one_line_reason_and_nonzero_exit(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    tv("init", "--host", host.address, data=data)
+    code, _, err = tv("sale", "--amount", "12.345", "--pan", "4111111111111111", "--expiry", "3012",
+                      data=data, ok=(2,))
+    assert "12.345" in err and len(err.strip().splitlines()) == 1
+    code, _, err = tv("sale", "--amount", "abc", "--pan", "4111111111111111", data=data, ok=(2,))
+    assert "abc" in err
+    code, out, _ = tv("void", "999", "--json", data=data, ok=(2,))
+    assert out["ok"] is False and "999" in out["reason"]
+    code, _, err = tv("status", data=tmp_path / "nowhere", ok=(2,))
+    assert "init" in err
+    code, _, err = tv("init", "--merchant-qr", "000201010211garbage6304ABCD", data=tmp_path / "x", ok=(2,))
+    assert "tag" in err.lower() or "qr" in err.lower()
+    # Nothing stored was lost by the bad input.
+    _, rows, _ = tv("tx", "list", "--json", data=data)
+    assert rows == []
+
+
+def test_sale_refused_when_the_store_is_full_exits_1_with_the_way_out(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    _, st, _ = tv("init", "--host", host.address, "--capacity", "2MiB", "--json", data=data)
+    # The device shrinks (ageing flash): only the settlement reserve is left for the terminal.
+    cfg = json.loads((data / "terminal.json").read_text())
+    cfg["space"]["quota_bytes"] = st["used_bytes"] + st["reserve_bytes"] + 1024
+    (data / "terminal.json").write_text(json.dumps(cfg))
+    code, out, _ = tv("sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json",
+                      data=data, ok=(1,))
+    assert out["status"] == "refused" and "tillvault settle" in out["reason"]
