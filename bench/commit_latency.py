@@ -40,9 +40,18 @@ def raw_fsync_once(fd: int, payload: bytes) -> float:
 def sale_record_once(records: Records, i: int) -> float:
     """Intent then outcome, each a durable commit. Returns seconds."""
     t0 = time.perf_counter()
-    tx = records.record_intent(kind="sale", amount=3500 + i % 997, currency="CNY", business_date="2026-11-25",
-                               masked_pan="622848******1234", brand="unionpay", entry_mode="chip",
-                               card_token=f"{i:032x}", merchant_id="898310148160001", extra={"when": "x"})
+    tx = records.record_intent(
+        kind="sale",
+        amount=3500 + i % 997,
+        currency="CNY",
+        business_date="2026-11-25",
+        masked_pan="622848******1234",
+        brand="unionpay",
+        entry_mode="chip",
+        card_token=f"{i:032x}",
+        merchant_id="898310148160001",
+        extra={"when": "x"},
+    )
     records.record_outcome(tx["invoice"], status="approved", rrn=f"{i:012d}", auth_code="A1B2C3", response_code="00")
     return time.perf_counter() - t0
 
@@ -107,12 +116,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"one durable sale record (intent + outcome): p50 {out['sale_p50_ms']:.3f} ms  p99 {out['sale_p99_ms']:.3f} ms")
-    print(f"raw os.fsync of 600 B on the same disk:    p50 {out['raw_fsync_p50_ms']:.3f} ms  "
-          f"p99 {out['raw_fsync_p99_ms']:.3f} ms")
+    print(
+        f"one durable sale record (intent + outcome): p50 {out['sale_p50_ms']:.3f} ms  p99 {out['sale_p99_ms']:.3f} ms"
+    )
+    print(
+        f"raw os.fsync of 600 B on the same disk:    p50 {out['raw_fsync_p50_ms']:.3f} ms  "
+        f"p99 {out['raw_fsync_p99_ms']:.3f} ms"
+    )
     print(f"ratio sale/raw: p50 {out['p50_ratio']:.2f}x  p99 {out['p99_ratio']:.2f}x  (goal: p99 <= 2.5x)")
-    print(f"sequential sales/s {out['sales_per_s_sequential']:.0f}; group commit burst {out['burst_records_per_s']:.0f} "
-          "records/s")
+    print(
+        f"sequential sales/s {out['sales_per_s_sequential']:.0f}; group commit burst {out['burst_records_per_s']:.0f} "
+        "records/s"
+    )
 
 
 if __name__ == "__main__":

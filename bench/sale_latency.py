@@ -22,24 +22,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from commit_latency import percentile, sale_record_once  # noqa: E402
-
-from tillvault.domain.cards import luhn_check_digit  # noqa: E402
-from tillvault.host.process import start_host_process  # noqa: E402
-from tillvault.store.journal import Journal  # noqa: E402
-from tillvault.store.records import Records  # noqa: E402
-from tillvault.terminal.defaults import DEMO_MERCHANT_QR  # noqa: E402
-from tillvault.terminal.terminal import Terminal  # noqa: E402
+from commit_latency import percentile, sale_record_once
+from tillvault.domain.cards import luhn_check_digit
+from tillvault.host.process import start_host_process
+from tillvault.store.journal import Journal
+from tillvault.store.records import Records
+from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+from tillvault.terminal.terminal import Terminal
 
 
 def run(n: int, work: Path) -> dict:
     """Measure ``n`` sales and ``n`` bare journal records, interleaved in rounds of 50."""
     os.environ.setdefault("TILLVAULT_HOST_SECRET", "bench-secret")
     with start_host_process(work / "host") as host:
-        t = Terminal.init(work / "terminal", terminal_id="TV000001", merchant_qr=DEMO_MERCHANT_QR,
-                          host=host.address, keyring_dir=work / "keyring",
-                          limits={"max_per_card_per_day": 10**12, "max_per_terminal_per_day": 10**13,
-                                  "currency": "CNY"})
+        t = Terminal.init(
+            work / "terminal",
+            terminal_id="TV000001",
+            merchant_qr=DEMO_MERCHANT_QR,
+            host=host.address,
+            keyring_dir=work / "keyring",
+            limits={"max_per_card_per_day": 10**12, "max_per_terminal_per_day": 10**13, "currency": "CNY"},
+        )
         journal = Journal(work / "bare" / "journal.db").open()
         journal.grow_free_pages(4 * 1024 * 1024)
         bare = Records(journal, "TV000002")
@@ -94,8 +97,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"whole sale via the host:          p50 {out['sale_p50_ms']:.3f} ms  p99 {out['sale_p99_ms']:.3f} ms  "
-          f"({out['sales_per_s']:.0f} sales/s; {out['statuses']})")
+    print(
+        f"whole sale via the host:          p50 {out['sale_p50_ms']:.3f} ms  p99 {out['sale_p99_ms']:.3f} ms  "
+        f"({out['sales_per_s']:.0f} sales/s; {out['statuses']})"
+    )
     print(f"journal intent+outcome alone:     p50 {out['journal_p50_ms']:.3f} ms  p99 {out['journal_p99_ms']:.3f} ms")
     print(f"pipeline overhead (sale/journal): p50 {out['p50_ratio']:.2f}x  p99 {out['p99_ratio']:.2f}x")
 

@@ -133,3 +133,11 @@ class TransactionNotFound(TillVaultError):
 
 class KeyRingError(TillVaultError):
     """The key ring is missing, locked or lacks the key id a record names."""
+
+
+class SegmentCorrupt(StorageError):
+    """A sealed segment fails a digest, its authentication or its decoding: it was damaged or altered.
+
+    Nothing from the damaged part is returned; the message names the segment and the region
+    (header or block number and byte range). Restore the segment from a mirror or the archive.
+    """

@@ -45,7 +45,10 @@ def test_balanced_close_reports_totals_and_advances_the_batch(make_terminal: Cal
     assert nxt.batch == 2
     # A closed batch is immutable: the void window has passed, the encrypted PANs are gone.
     assert t.void(invoices[0]).status == "refused"
-    assert all("pan_enc" not in (r["extra"] or {}) for r in t.records.list(batch=1))
+    sealed = [r for r in t.tiers.iter_records() if r["batch"] == 1]
+    assert len(sealed) == 6, "the closed batch is sealed into a segment"
+    assert all("pan_enc" not in (r["extra"] or "") for r in sealed)
+    assert t.records.list(batch=1) == [], "hot rows leave once sealed"
     assert t.scrub()["ok"]
 
 
@@ -103,7 +106,7 @@ def test_outbox_is_drained_before_the_close(make_terminal: Callable[..., Termina
     report = t.settle().to_dict()
     assert report["drained"] == 1 and report["balanced"]
     assert report["sales_amount"] == 100
-    assert t.records.get(r.invoice)["status"] == "reversed"
+    assert t.find_transaction(r.invoice)["status"] == "reversed"
 
 
 def test_forced_settlement_when_the_batch_is_full(make_terminal: Callable[..., Terminal]) -> None:

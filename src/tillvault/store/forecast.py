@@ -87,6 +87,10 @@ def forecast_runway(
     """
     start = now - window_days * DAY_S
     points = sorted((float(t), int(u)) for t, u in samples if start <= t <= now)
+    if samples and not points:
+        return _no_forecast(
+            f"no usage sample in the {window_days} days before now (sample times must be epoch seconds)", 0, 0
+        )
     rates, resets = _daily_rates(points, utc_offset_s)
     if len(rates) < MIN_DAYS:
         return _no_forecast(

@@ -114,6 +114,34 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+MIGRATIONS.append(
+    # 2: the warm and cold tiers' catalogue, and usage samples for the runway forecast.
+    [
+        """CREATE TABLE segments (
+            name TEXT PRIMARY KEY,
+            batch INTEGER NOT NULL UNIQUE,
+            records INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            min_created_ms INTEGER,
+            max_created_ms INTEGER,
+            sealed_ms INTEGER NOT NULL,
+            local INTEGER NOT NULL DEFAULT 1,
+            device TEXT NOT NULL DEFAULT 'A',
+            acked_ms INTEGER,
+            sink TEXT,
+            evicted_ms INTEGER
+        )""",
+        """CREATE TABLE usage_samples (
+            ts_ms INTEGER PRIMARY KEY,
+            used_bytes INTEGER NOT NULL,
+            kind TEXT NOT NULL
+        )""",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

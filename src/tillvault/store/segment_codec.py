@@ -28,6 +28,7 @@ Unicode text (lone surrogates included) come back as they went in.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import re
@@ -75,12 +76,15 @@ JSON_COLUMNS = frozenset({"extra"})
 _INDEX = {name: i for i, name in enumerate(COLUMNS)}
 #: Integer columns also tried as the difference from an earlier column of the same row.
 _INT_REFS = {"stan": "invoice", "original_invoice": "invoice", "updated_ms": "created_ms"}
+#: Integer columns also tried as the residual from a per-class rate of another column:
+#: ``fee - (amount * bp + 5000) // 10000`` with ``bp`` (basis points) learnt per (brand, card type).
+_RATES = {"fee": ("amount", ("brand", "card_type"))}
 #: Text columns also tried as a function of an earlier text column (stored once per parent value).
 _PARENTS = {"masked_pan": "card_token", "brand": "card_token", "card_type": "card_token", "customer_ref": "card_token"}
 
 # Tags (the byte values are part of the format).
 NULLS_NONE, NULLS_ALL, NULLS_BITMAP = 0, 1, 2
-INT_PLAIN, INT_DELTA, INT_MINUS = 0, 1, 2
+INT_PLAIN, INT_DELTA, INT_MINUS, INT_RATE = 0, 1, 2, 3
 TEXT_DICT, TEXT_DEPENDENT = 0, 1
 VAL_UTF8, VAL_HEX, VAL_DIGITS, VAL_MASKED = 0, 1, 2, 3
 WIDTH_VARINT = 0
@@ -89,15 +93,13 @@ _TYPECODES = {w: next(tc for tc in "BHILQ" if array(tc).itemsize == w) for w in 
 _BIG_ENDIAN = sys.byteorder == "big"
 _MASKED = re.compile(r"([0-9]*)(\*+)([0-9]*)\Z")
 _JUDGE_LEVEL = 3
+#: Longest digit run stored as an integer (Python refuses int <-> str beyond 4,300 digits).
+_MAX_DIGITS = 1000
 
 
 # -- primitives ------------------------------------------------------------------------------
 def _zz(v: int) -> int:
     return v << 1 if v >= 0 else ((-v) << 1) - 1
-
-
-def _unzz(z: int) -> int:
-    return (z >> 1) ^ -(z & 1)
 
 
 def _delta_zz(values: Sequence[int]) -> list[int]:
@@ -211,7 +213,7 @@ def _nulls(out: bytearray, values: Sequence[Any]) -> list[Any]:
 
 
 def _read_nulls(r: _Reader, n: int) -> list[bool] | None:
-    """Row presence flags; ``None`` when every row is present. Raises on an all-null column (handled by caller)."""
+    """Row presence flags; ``None`` when every row has a value."""
     tag = r.byte()
     if tag == NULLS_NONE:
         return None
@@ -244,7 +246,36 @@ def _encode_ints(name: str, values: list[Any], columns: dict[str, list[Any]], ju
             minus = bytearray([INT_MINUS, _INDEX[ref_name]])
             _put_uints(minus, [_zz(v - w) for v, w in pairs])
             candidates.append(bytes(minus))
+    if name in _RATES:
+        rate = _rate_candidate(name, values, columns)
+        if rate is not None:
+            candidates.append(rate)
     return bytes(head) + _smallest(candidates, judge)
+
+
+def _rate_candidate(name: str, values: list[Any], columns: dict[str, list[Any]]) -> bytes | None:
+    """Values as residuals from a rate (basis points) of the reference column, learnt per class."""
+    ref_name, class_names = _RATES[name]
+    ref = columns[ref_name]
+    classes = list(zip(*(columns[c] for c in class_names), strict=True))
+    votes: dict[tuple[Any, ...], collections.Counter[int]] = {}
+    for v, base, key in zip(values, ref, classes, strict=True):
+        if v is not None and base is not None and base >= 1000 and v > 0:
+            votes.setdefault(key, collections.Counter())[(v * 20_000 + base) // (2 * base)] += 1
+    if not votes:
+        return None
+    table = {key: counter.most_common(1)[0][0] for key, counter in votes.items()}
+    residuals = [
+        _zz(v - (0 if base is None else (base * table.get(key, 0) + 5000) // 10_000))
+        for v, base, key in zip(values, ref, classes, strict=True)
+        if v is not None
+    ]
+    out = bytearray([INT_RATE, _INDEX[ref_name], len(class_names), *(_INDEX[c] for c in class_names)])
+    rates = json.dumps([[*key, bp] for key, bp in table.items()], separators=(",", ":")).encode("ascii")
+    _put_varint(out, len(rates))
+    out += rates
+    _put_uints(out, residuals)
+    return bytes(out)
 
 
 def _decode_ints(r: _Reader, n: int, columns: dict[str, list[Any]], position: int) -> list[Any]:
@@ -258,20 +289,34 @@ def _decode_ints(r: _Reader, n: int, columns: dict[str, list[Any]], position: in
         if ref_index >= position or COLUMNS[ref_index] not in INT_COLUMNS:
             raise ValueError(f"column reference {ref_index} is not an earlier integer column")
         ref = columns[COLUMNS[ref_index]]
+    elif transform == INT_RATE:
+        ref_index = r.byte()
+        class_indexes = [r.byte() for _ in range(r.byte())]
+        if (
+            ref_index >= position
+            or COLUMNS[ref_index] not in INT_COLUMNS
+            or any(i >= position or COLUMNS[i] in INT_COLUMNS for i in class_indexes)
+        ):
+            raise ValueError("rate references are not earlier columns of the right kind")
+        ref = columns[COLUMNS[ref_index]]
+        table = {tuple(entry[:-1]): int(entry[-1]) for entry in json.loads(r.take(r.varint()))}
+        keys = list(zip(*(columns[COLUMNS[i]] for i in class_indexes), strict=True))
     zs = r.uints()
     if len(zs) != m:
         raise ValueError("integer count does not match the null bitmap")
     if transform == INT_PLAIN:
         vals = [(z >> 1) ^ -(z & 1) for z in zs]
     elif transform == INT_DELTA:
-        vals = []
-        acc = 0
-        for z in zs:
-            acc += (z >> 1) ^ -(z & 1)
-            vals.append(acc)
+        vals = list(itertools.accumulate((z >> 1) ^ -(z & 1) for z in zs))
     elif transform == INT_MINUS:
         refs = ref if flags is None else [w for w, f in zip(ref, flags, strict=True) if f]
         vals = [((z >> 1) ^ -(z & 1)) + w for z, w in zip(zs, refs, strict=True)]
+    elif transform == INT_RATE:
+        rows = range(n) if flags is None else [i for i, f in enumerate(flags) if f]
+        vals = [
+            ((z >> 1) ^ -(z & 1)) + (0 if ref[i] is None else (ref[i] * table.get(keys[i], 0) + 5000) // 10_000)
+            for z, i in zip(zs, rows, strict=True)
+        ]
     else:
         raise ValueError(f"unknown integer transform {transform}")
     if flags is None:
@@ -318,17 +363,13 @@ def _read_digits(r: _Reader, width: int, k: int) -> list[str]:
     if transform == INT_PLAIN:
         nums = [(z >> 1) ^ -(z & 1) for z in zs]
     elif transform == INT_DELTA:
-        nums = []
-        acc = 0
-        for z in zs:
-            acc += (z >> 1) ^ -(z & 1)
-            nums.append(acc)
+        nums = list(itertools.accumulate((z >> 1) ^ -(z & 1) for z in zs))
     else:
         raise ValueError(f"unknown digits transform {transform}")
-    out = [f"{v:0{width}d}" for v in nums]
-    if any(len(s) != width or v < 0 for s, v in zip(out, nums, strict=True)):
+    if nums and (min(nums) < 0 or len(str(max(nums))) > width):
         raise ValueError("digit value does not fit its width")
-    return out
+    fmt = f"0{width}d"
+    return [format(v, fmt) for v in nums]
 
 
 def _same_width(uniq: list[str]) -> int | None:
@@ -343,25 +384,31 @@ def _encode_values(uniq: list[str], judge: Callable[[bytes], int]) -> bytes:
     _put_uints(utf8, [len(b) for b in encoded])
     utf8 += b"".join(encoded)
     candidates = [bytes(utf8)]
-    width = _same_width(uniq) if uniq else None
-    if width and all(s.isascii() for s in uniq):
-        if width % 2 == 0 and all(_is_lower_hex(s) for s in uniq):
-            hexed = bytearray([VAL_HEX])
-            _put_varint(hexed, width // 2)
-            hexed += b"".join(bytes.fromhex(s) for s in uniq)
-            candidates.append(bytes(hexed))
-        if all(s.isdigit() for s in uniq):
-            digits = bytearray([VAL_DIGITS])
-            _put_varint(digits, width)
-            _digits_payload(digits, [int(s) for s in uniq], judge)
-            candidates.append(bytes(digits))
-    if uniq and all(s.isascii() for s in uniq):
+    if not uniq:
+        return candidates[0]
+    width = _same_width(uniq)
+    if width and width % 2 == 0 and all(s.isascii() and _is_lower_hex(s) for s in uniq):
+        hexed = bytearray([VAL_HEX])
+        _put_varint(hexed, width // 2)
+        hexed += b"".join(bytes.fromhex(s) for s in uniq)
+        candidates.append(bytes(hexed))
+    prefix = _digit_prefix(uniq)
+    if prefix is not None:
+        # A shared prefix, then decimal digits of one width: "000123" (RRN), "C0001234", "ecr-20250602-00017".
+        digits = bytearray([VAL_DIGITS])
+        raw = prefix.encode("utf-8", "surrogatepass")
+        _put_varint(digits, len(raw))
+        digits += raw
+        _put_varint(digits, len(uniq[0]) - len(prefix))
+        _digits_payload(digits, [int(s[len(prefix) :]) for s in uniq], judge)
+        candidates.append(bytes(digits))
+    if all(s.isascii() for s in uniq):
         parts = [_MASKED.match(s) for s in uniq]
         if all(parts):
             heads = [p.group(1) for p in parts if p]
             tails = [p.group(3) for p in parts if p]
             hw, tw = len(heads[0]), len(tails[0])
-            if all(len(h) == hw for h in heads) and all(len(t) == tw for t in tails):
+            if tw <= _MAX_DIGITS and all(len(h) == hw for h in heads) and all(len(t) == tw for t in tails):
                 masked = bytearray([VAL_MASKED])
                 _put_varint(masked, hw)
                 _put_varint(masked, tw)
@@ -373,6 +420,23 @@ def _encode_values(uniq: list[str], judge: Callable[[bytes], int]) -> bytes:
                     _digits_payload(masked, [int(t) for t in tails], judge)
                 candidates.append(bytes(masked))
     return _smallest(candidates, judge)
+
+
+def _digit_prefix(uniq: list[str]) -> str | None:
+    """The prefix all values share when each continues with ASCII digits of one width, else ``None``."""
+    width = _same_width(uniq)
+    if not width or width > _MAX_DIGITS:
+        return None
+    prefix = uniq[0]
+    for s in uniq[1:]:
+        while not s.startswith(prefix):
+            prefix = prefix[:-1]
+    prefix = prefix[: width - 1]  # at least one digit stays in the number
+    while prefix and prefix[-1].isascii() and prefix[-1].isdigit():
+        prefix = prefix[:-1]  # digits belong to the number: keeps "4000" + "12345" as one integer
+    if all(s[len(prefix) :].isascii() and s[len(prefix) :].isdigit() for s in uniq):
+        return prefix
+    return None
 
 
 def _is_lower_hex(s: str) -> bool:
@@ -400,14 +464,16 @@ def _read_values(r: _Reader, k: int) -> list[str]:
         blob = r.take(size * k)
         return [blob[i : i + size].hex() for i in range(0, size * k, size)] if size else [""] * k
     if kind == VAL_DIGITS:
+        prefix = r.take(r.varint()).decode("utf-8", "surrogatepass")
         width = r.varint()
-        return _read_digits(r, width, k)
+        values = _read_digits(r, width, k)
+        return [prefix + d for d in values] if prefix else values
     if kind == VAL_MASKED:
         hw, tw = r.varint(), r.varint()
         heads = _decode_text_dict(_Reader(r.take(r.varint())), k)
         stars = r.uints()
         tails = _read_digits(r, tw, k) if tw else [""] * k
-        if len(stars) != k or any(len(h) != hw or s < 1 for h, s in zip(heads, stars, strict=True)):
+        if len(stars) != k or any(h is None or len(h) != hw or s < 1 for h, s in zip(heads, stars, strict=True)):
             raise ValueError("masked value parts do not fit")
         return [f"{h}{'*' * s}{t}" for h, s, t in zip(heads, stars, tails, strict=True)]
     raise ValueError(f"unknown value encoding {kind}")
@@ -432,31 +498,20 @@ def _decode_text_dict(r: _Reader, n: int) -> list[str | None]:
     if len(codes) != n or k > n:
         raise ValueError("text code count mismatch")
     uniq = _read_values(r, k) if k else []
-    out: list[str | None] = []
-    seen = 0
-    for c in codes:
-        if c == 0:
-            out.append(None)
-        elif c == 1:
-            if seen >= k:
-                raise ValueError("more new text values than the dictionary holds")
-            out.append(uniq[seen])
-            seen += 1
-        elif c - 2 < seen:
-            out.append(uniq[c - 2])
-        else:
-            raise ValueError("text code refers past the values seen so far")
-    if seen != k:
-        raise ValueError("dictionary holds values no row uses")
-    return out
+    # Code 1 is "the next new value": new values appear in dictionary order.
+    if codes.count(1) != k or (codes and max(codes) > k + 1):
+        raise ValueError("text codes do not match the dictionary")
+    table: list[str | None] = [None, None, *uniq]
+    fresh = iter(range(2, k + 2))
+    return [table[next(fresh) if c == 1 else c] for c in codes]
 
 
 def _parent_slots(parent: Sequence[str | None]) -> dict[str | None, int]:
     """Slot of each parent value: 0 for null, 1 + first-appearance rank for the others."""
+    order = dict.fromkeys(parent)
+    order.pop(None, None)
     slots: dict[str | None, int] = {None: 0}
-    for v in parent:
-        if v not in slots:
-            slots[v] = len(slots)
+    slots.update(zip(order, range(1, len(order) + 1), strict=True))
     return slots
 
 
@@ -483,7 +538,9 @@ def _encode_text(name: str, values: list[Any], columns: dict[str, list[Any]], ju
     return _smallest(candidates, judge)
 
 
-def _decode_text(r: _Reader, n: int, columns: dict[str, list[Any]], position: int) -> list[Any]:
+def _decode_text(
+    r: _Reader, n: int, columns: dict[str, list[Any]], position: int, slot_cache: dict[int, Any] | None = None
+) -> list[Any]:
     mode = r.buf[r.pos] if r.pos < len(r.buf) else -1
     if mode == TEXT_DICT:
         return _decode_text_dict(r, n)
@@ -494,8 +551,13 @@ def _decode_text(r: _Reader, n: int, columns: dict[str, list[Any]], position: in
     if parent_index >= position or COLUMNS[parent_index] in INT_COLUMNS:
         raise ValueError(f"parent column {parent_index} is not an earlier text column")
     parent = columns[COLUMNS[parent_index]]
-    slots = _parent_slots(parent)
+    cache = {} if slot_cache is None else slot_cache
+    slots = cache.get(parent_index)
+    if slots is None:
+        slots = cache[parent_index] = _parent_slots(parent)
     child = _decode_text_dict(r, len(slots))
+    if len(slots) == len(parent) + 1:  # every parent value distinct (and no null): slot i + 1 is row i
+        return child[1:]
     return [child[slots[p]] for p in parent]
 
 
@@ -570,17 +632,20 @@ def decode_columns(block: bytes) -> dict[str, list[Any]]:
     if n > len(block):  # every text column spends at least a byte per row
         raise ValueError("record count larger than the block could hold")
     columns: dict[str, list[Any]] = {}
+    slot_cache: dict[int, Any] = {}
     for position, name in enumerate(COLUMNS):
-        size = r.varint()
-        section = _Reader(r.take(size))
-        if name in INT_COLUMNS:
-            values = _decode_ints(section, n, columns, position)
-        else:
-            values = _decode_text(section, n, columns, position)
-            if name in JSON_COLUMNS:
-                values = [None if v is None else json.loads(v) for v in values]
-        if section.pos != len(section.buf):
-            raise ValueError(f"column {name}: {len(section.buf) - section.pos} unused bytes")
+        section = _Reader(r.take(r.varint()))
+        try:
+            if name in INT_COLUMNS:
+                values = _decode_ints(section, n, columns, position)
+            else:
+                values = _decode_text(section, n, columns, position, slot_cache)
+                if name in JSON_COLUMNS:
+                    values = [None if v is None else json.loads(v) for v in values]
+        except (TypeError, IndexError, KeyError, OverflowError, RecursionError) as exc:
+            raise ValueError(f"column {name}: {type(exc).__name__}: {exc}") from exc
+        if section.pos != len(section.buf) or len(values) != n:
+            raise ValueError(f"column {name}: {len(section.buf) - section.pos} unused bytes or wrong row count")
         columns[name] = values
     if r.pos != len(block):
         raise ValueError(f"{len(block) - r.pos} unused bytes after the last column")

@@ -62,9 +62,9 @@ __all__ = [
 
 MAGIC = b"TVSEG"
 FORMAT_VERSION = 1
-#: Records per block: one block per 2,000-transaction day; smaller blocks make lookups cheaper
-#: and compression a little worse (see ``bench/segment_size.py``).
-DEFAULT_BLOCK_RECORDS = 2048
+#: Records per block: a whole reference day (2,000, 2,600 on weekends) fits one block; smaller
+#: blocks make lookups cheaper and compression worse (see ``bench/segment_size.py``).
+DEFAULT_BLOCK_RECORDS = 4096
 ZSTD_LEVEL = 19
 _PREAMBLE = len(MAGIC) + 1
 _DIGEST = 32

@@ -40,6 +40,10 @@ class TerminalConfig:
     limits: dict[str, Any] = field(default_factory=dict)
     offline: dict[str, Any] = field(default_factory=lambda: asdict(OfflinePolicy()))
     device_b: str | None = None
+    #: Archive sink for sealed segments (a directory: NAS or USB disk), or None.
+    archive: str | None = None
+    #: Retention per data category (see :class:`tillvault.store.retention.RetentionPolicy`).
+    retention: dict[str, Any] = field(default_factory=dict)
     #: The open batch is settled (or the merchant told to) when it reaches this count.
     batch_max_count: int = 1500
     host_timeout_s: float = 10.0

@@ -190,7 +190,9 @@ class SaleFlow:
         t = self.t
         if idem_key is not None and (existing := t.records.by_idem_key(idem_key)) is not None:
             return _result_from_row(existing, "repeated request: the original result is returned")
-        sale = t.records.get(invoice)
+        sale = t.find_transaction(invoice)
+        if isinstance(sale.get("extra"), str):
+            sale = {**sale, "extra": json.loads(sale["extra"])}
         cur = sale["currency"]
         base = TxResult(
             status="refused",
@@ -333,7 +335,7 @@ class SaleFlow:
                     if kind == "sale":
                         request = iso.sale_request(when=when, **args)
                     else:
-                        original_rrn = t.records.get(original_invoice)["rrn"] if original_invoice else None
+                        original_rrn = t.find_transaction(original_invoice)["rrn"] if original_invoice else None
                         request = iso.refund_request(when=when, original_rrn=original_rrn, **args)
                 except MessageError as exc:  # nothing was sent: resolve the intent, never leave it pending
                     row = t.records.record_outcome(
@@ -492,7 +494,7 @@ class SaleFlow:
 
     def _refund_refusal(self, original_invoice: int, amount: int, token: str) -> str:
         try:
-            original = self.t.records.get(original_invoice)
+            original = self.t.find_transaction(original_invoice)
         except TransactionNotFound as exc:
             return str(exc)
         if original["kind"] not in ("sale", "offline_sale") or original["status"] not in (

@@ -23,10 +23,15 @@ from tillvault.domain.limits import Limits
 from tillvault.domain.merchant import Merchant
 from tillvault.domain.money import currency_info
 from tillvault.errors import ConfigError, InvalidInput, StorageFull, TillVaultError
+from tillvault.store.archive import DirectorySink
+from tillvault.store.caches import CacheManager
+from tillvault.store.forecast import forecast_runway
 from tillvault.store.journal import SETTLEMENT, Journal
 from tillvault.store.keys import KeyRing, default_keyring_dir
 from tillvault.store.records import Records
+from tillvault.store.retention import RetentionPolicy
 from tillvault.store.space import SpaceManager, SpacePolicy, parse_size
+from tillvault.store.tiers import Tiers
 from tillvault.terminal.config import CONFIG_NAME, OfflinePolicy, TerminalConfig
 
 JOURNAL_NAME = "journal.db"
@@ -52,8 +57,12 @@ class Terminal:
         self.offline = OfflinePolicy(**config.offline)
         self.journal = Journal(self.data_dir / JOURNAL_NAME, device="A").open()
         self.records = Records(self.journal, config.terminal_id)
+        self.tiers = Tiers(self.data_dir, self.journal, self.records, keyring, config.terminal_id)
+        self.caches = CacheManager(self.data_dir, clock=lambda: self.clock().timestamp())
+        self.retention = RetentionPolicy.from_dict(config.retention)
         self._client: Any = None
         self._lock_fd: int | None = None
+        self._last_sample_ms = 0
         self.space = SpaceManager(
             self.data_dir,
             self.journal,
@@ -215,9 +224,96 @@ class Terminal:
         return self.journal.append(kind, body, klass=SETTLEMENT)
 
     def maintain(self) -> None:
-        """Keep the physical reserve topped up (cheap when nothing is needed)."""
+        """Keep the physical reserve topped up and sample usage for the forecast (cheap when idle)."""
         with contextlib.suppress(StorageFull):
             self.space.maintain()
+        self.sample_usage()
+
+    def sample_usage(self, *, kind: str = "sample", min_interval_ms: int = 3_600_000) -> None:
+        """Record (time, used bytes) for the runway forecast, at most once per ``min_interval_ms``."""
+        now = self.now_ms()
+        if now - self._last_sample_ms < min_interval_ms and kind == "sample":
+            return
+        last = self.journal.conn.execute("SELECT max(ts_ms) FROM usage_samples").fetchone()[0]
+        if last is not None and now - int(last) < min_interval_ms and kind == "sample":
+            self._last_sample_ms = int(last)
+            return
+        used = self.space.status().used_bytes
+        with contextlib.suppress(Exception), self.journal._lock:
+            self.journal.conn.execute(
+                "INSERT OR REPLACE INTO usage_samples (ts_ms, used_bytes, kind) VALUES (?, ?, ?)", (now, used, kind)
+            )
+        self._last_sample_ms = now
+
+    def forecast(self) -> Any:
+        """The runway forecast from usage samples (see :mod:`tillvault.store.forecast`)."""
+        rows = self.journal.conn.execute("SELECT ts_ms, used_bytes FROM usage_samples ORDER BY ts_ms").fetchall()
+        st = self.space.status()
+        offset = self.clock().utcoffset()
+        return forecast_runway(
+            [(r[0] / 1000, r[1]) for r in rows],
+            st.available_for_sales_bytes,
+            now=self.now_ms() / 1000,
+            utc_offset_s=int(offset.total_seconds()) if offset else 0,
+        )
+
+    def find_transaction(self, invoice: int) -> dict[str, Any]:
+        """A transaction by invoice, from the hot journal or a local sealed segment.
+
+        :raises TransactionNotFound: in neither (an evicted segment must be fetched first).
+        """
+        from tillvault.errors import TransactionNotFound
+
+        try:
+            return self.records.get(invoice)
+        except TransactionNotFound:
+            found = self.tiers.find(invoice)
+            if found is None:
+                raise
+            return found
+
+    def archive_sink(self) -> DirectorySink | None:
+        """The configured archive sink, if any."""
+        return DirectorySink(self.config.archive) if self.config.archive else None
+
+    def purge(self) -> dict[str, int]:
+        """Apply retention: customers, delivered outbox messages, old samples, aged caches, old segments."""
+        now = self.now_ms()
+        r = self.retention
+        out = {"customers": 0, "outbox": 0, "samples": 0, "segments_evicted": 0}
+        with self.journal._lock:
+            conn = self.journal.conn
+            out["customers"] = conn.execute(
+                "DELETE FROM customers WHERE last_ms < ?", (r.cutoff_ms("customers_inactive", now),)
+            ).rowcount
+            out["outbox"] = conn.execute(
+                "DELETE FROM outbox WHERE status = 'delivered' AND created_ms < ?", (r.cutoff_ms("audit", now),)
+            ).rowcount
+            out["samples"] = conn.execute(
+                "DELETE FROM usage_samples WHERE ts_ms < ?", (r.cutoff_ms("audit", now),)
+            ).rowcount
+        sink = self.archive_sink()
+        if sink is not None:
+            with contextlib.suppress(TillVaultError):
+                out["segments_evicted"] = self.tiers.evict(
+                    sink, keep_days=r.transactions_local_days, now_ms=now
+                ).evicted
+        out["total"] = sum(out.values())
+        if out["total"]:
+            self.sample_usage(kind="reset", min_interval_ms=0)
+        return out
+
+    def cleanup(self) -> Any:
+        """Run the ladder's safe steps now (caches, seal, purge, offload, evict); returns the report."""
+        from tillvault.terminal.pressure import run_ladder
+
+        return run_ladder(self, force_level="high")
+
+    def relieve_pressure(self) -> Any:
+        """Run the pressure ladder for the current level (what the terminal does on its own)."""
+        from tillvault.terminal.pressure import run_ladder
+
+        return run_ladder(self)
 
     # -- the sale flow ----------------------------------------------------------------------
     def host_client(self) -> Any:
@@ -278,7 +374,11 @@ class Terminal:
         """
         from tillvault.terminal.settle import settle
 
-        return settle(self)
+        report = settle(self)
+        # Seal what closed (best effort: if it cannot happen now, the pressure ladder retries).
+        with contextlib.suppress(TillVaultError):
+            self.tiers.seal_closed()
+        return report
 
     def batch_full(self) -> bool:
         """True when the open batch has reached ``batch_max_count`` and must be settled."""
@@ -345,10 +445,13 @@ class Terminal:
 
     # -- reports ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Capacity, use, reserve, pressure and counts (the ``tillvault status --json`` contract)."""
+        """Capacity, use, reserve, pressure, runway and counts (the ``tillvault status --json`` contract)."""
+        from tillvault.terminal.pressure import level_with_runway, messages
+
         st = self.space.status()
         counts = self.records.count_by_status()
-        return {
+        fc = self.forecast()
+        out = {
             "terminal_id": self.config.terminal_id,
             "merchant": self.merchant.name,
             "capacity_bytes": st.capacity_bytes,
@@ -359,20 +462,36 @@ class Terminal:
             "sales_possible": st.sales_possible,
             "journal_free_page_bytes": st.journal_free_page_bytes,
             "ballast_bytes": st.ballast_bytes,
-            "pressure": st.pressure,
-            "runway_days": None,
+            "pressure": level_with_runway(st.pressure, fc.runway_days),
+            "space_pressure": st.pressure,
+            "runway_days": None if fc.runway_days is None else round(fc.runway_days, 1),
+            "runway_days_low": None if fc.runway_days_low is None else round(fc.runway_days_low, 1),
+            "runway_days_high": None if fc.runway_days_high is None else round(fc.runway_days_high, 1),
+            "bytes_per_day": None if fc.bytes_per_day is None else round(fc.bytes_per_day),
+            "forecast": fc.reason or fc.method,
             "open_batch": self.records.current_batch(),
             "open_batch_count": self.records.open_batch_count(),
             "transactions": sum(counts.values()),
             "counts": counts,
             "pending_intents": counts.get("pending", 0),
             "outbox_pending": len(self.records.outbox_pending(limit=100_000)),
+            **self.tiers.counts(),
+            "caches": self.caches.usage(),
+            "archive": self.config.archive,
             "devices": [{"name": "A", "path": str(self.data_dir), "state": "ok"}],
         }
+        out["message"], out["message_zh"] = messages(out["pressure"], "A", out)
+        return out
 
     def scrub(self) -> dict[str, Any]:
         """Verify the journal: integrity, every checksum, the whole chain (``{"ok", "checked", "problems"}``)."""
-        return self.journal.verify().to_dict()
+        report = self.journal.verify().to_dict()
+        segs = self.tiers.verify()
+        report["checked"] += len(self.tiers.catalogue())
+        if segs:
+            report["ok"] = False
+            report["problems"].extend(segs)
+        return report
 
 
 #: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).

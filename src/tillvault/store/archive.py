@@ -1,0 +1,128 @@
+"""The cold tier's archive sinks: where sealed segments go before they may leave the terminal.
+
+A sink *acknowledges* a segment only once it is durable there and its digest verified by
+reading it back (DESIGN.md invariant 5). Only an acknowledged segment may be evicted
+locally. Failure modes: the sink is full (ENOSPC) or gone (unmounted, unreachable): the
+put fails with :class:`ArchiveUnavailable`, any partial temp file is removed, and the local
+copy stays; a process killed mid-put leaves at most a ``.tmp-`` file in the sink, which is
+never mistaken for an acknowledged segment and is cleaned up on the next put.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from tillvault.errors import StorageError
+
+
+class ArchiveUnavailable(StorageError):
+    """The archive sink cannot take or give a segment now (full, gone, or corrupt copy)."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ArchiveSink(Protocol):
+    """What the tiers need of an archive."""
+
+    name: str
+
+    def put(self, path: Path, digest: str) -> None:
+        """Store the file durably and verify it; return only when it is acknowledged."""
+
+    def has(self, name: str, digest: str) -> bool:
+        """True when the sink holds ``name`` with that digest."""
+
+    def fetch(self, name: str, dest: Path, digest: str) -> Path:
+        """Copy ``name`` back to ``dest`` (verified)."""
+
+
+class DirectorySink:
+    """A directory as the archive (a mounted NAS or USB disk: the seed's third-party backup)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.name = f"dir:{self.root}"
+
+    def _check(self) -> None:
+        if not self.root.is_dir():
+            raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
+
+    def put(self, path: Path, digest: str) -> None:
+        """Copy, fsync, rename, fsync the folder, then read back and compare the digest.
+
+        :raises ArchiveUnavailable: sink missing or full, or the copy does not verify.
+        """
+        self._check()
+        target = self.root / path.name
+        if target.exists() and file_sha256(target) == digest:
+            return
+        for stale in self.root.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        tmp = self.root / f".tmp-{path.name}"
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise ArchiveUnavailable(f"archive {self.root} could not take {path.name}: {exc.strerror or exc}") from exc
+        if file_sha256(target) != digest:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise ArchiveUnavailable(f"archive {self.root}: the copy of {path.name} does not verify")
+
+    def has(self, name: str, digest: str) -> bool:
+        """True when a verified copy is there."""
+        target = self.root / name
+        try:
+            return target.is_file() and file_sha256(target) == digest
+        except OSError:
+            return False
+
+    def fetch(self, name: str, dest: Path, digest: str) -> Path:
+        """Copy back and verify.
+
+        :raises ArchiveUnavailable: missing, unreadable, or the digest does not match.
+        """
+        self._check()
+        src = self.root / name
+        tmp = dest.with_name(f".fetch-{dest.name}")
+        try:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise ArchiveUnavailable(f"cannot fetch {name} from archive {self.root}: {exc}") from exc
+        if file_sha256(tmp) != digest:
+            tmp.unlink()
+            raise ArchiveUnavailable(f"archive copy of {name} is corrupt (digest mismatch)")
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+        return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

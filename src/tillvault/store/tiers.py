@@ -1,0 +1,346 @@
+"""Tiers: hot rows sealed into warm segments, offloaded to the cold archive, evicted, fetched back.
+
+- **seal** a closed batch: its transaction records go into one immutable segment
+  (compressed, encrypted; :mod:`tillvault.store.segments`), written atomically and verified
+  by reading it back; only then is it catalogued and the chain anchor moved past its events,
+  in one journal write. The hot rows and events are then deleted in small writes (the
+  bounded WAL suffices on a full disk); a crash in between leaves rows that the next purge
+  deletes, never a gap.
+- **offload** a sealed segment to an archive sink; the catalogue records the acknowledgement.
+- **evict** the local copy only when acknowledged *and* older than local retention, after
+  checking the sink still holds a verified copy (invariant 5).
+- **fetch** an evicted segment back on demand (verified against its digest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tillvault.errors import DeviceFailed, InvalidInput, KeyRingError, StorageError, StorageFull
+from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
+from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
+from tillvault.store.keys import KeyRing
+from tillvault.store.records import TX_COLUMNS, Records
+from tillvault.store.segments import find, read_segment, seal_segment, verify_segment
+
+SEGMENT_DIR = "segments"
+DELETE_CHUNK = 200
+DAY_MS = 86_400_000
+
+
+@dataclass
+class TierReport:
+    """What a tier operation did."""
+
+    sealed: int = 0
+    sealed_records: int = 0
+    offloaded: int = 0
+    evicted: int = 0
+    freed_bytes: int = 0
+    errors: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "sealed": self.sealed,
+            "sealed_records": self.sealed_records,
+            "offloaded": self.offloaded,
+            "evicted": self.evicted,
+            "freed_bytes": self.freed_bytes,
+            "errors": self.errors or [],
+        }
+
+
+class Tiers:
+    """Warm and cold tiers of one terminal."""
+
+    def __init__(self, root: Path, journal: Journal, records: Records, keyring: KeyRing, terminal_id: str) -> None:
+        self.root = Path(root)
+        self.folder = self.root / SEGMENT_DIR
+        self.journal = journal
+        self.records = records
+        self.keyring = keyring
+        self.terminal_id = terminal_id
+
+    def segment_path(self, name: str) -> Path:
+        """Where a segment's local copy lives."""
+        return self.folder / name
+
+    # -- catalogue ----------------------------------------------------------------------------
+    def catalogue(self) -> list[dict[str, Any]]:
+        """Every sealed segment, oldest first."""
+        return [dict(r) for r in self.journal.conn.execute("SELECT * FROM segments ORDER BY batch")]
+
+    def counts(self) -> dict[str, int]:
+        """Sealed, offloaded (acknowledged) and evicted segment counts, and sealed records."""
+        row = self.journal.conn.execute(
+            "SELECT count(*), coalesce(sum(acked_ms IS NOT NULL), 0), coalesce(sum(local = 0), 0), "
+            "coalesce(sum(records), 0), coalesce(sum(CASE WHEN local = 1 THEN bytes ELSE 0 END), 0) FROM segments"
+        ).fetchone()
+        return {
+            "sealed_segments": int(row[0]),
+            "offloaded_segments": int(row[1]),
+            "evicted_segments": int(row[2]),
+            "sealed_transactions": int(row[3]),
+            "warm_bytes": int(row[4]),
+        }
+
+    # -- sealing ------------------------------------------------------------------------------
+    def sealable_batches(self) -> list[int]:
+        """Closed batches not yet sealed, oldest first."""
+        rows = self.journal.conn.execute(
+            "SELECT batch FROM batches WHERE status = 'closed' AND batch NOT IN (SELECT batch FROM segments) "
+            "ORDER BY closed_ms, batch"
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def seal_closed(self, *, limit: int = 100) -> TierReport:
+        """Seal every closed batch (oldest first); stops at the first that cannot be sealed."""
+        report = TierReport(errors=[])
+        for batch in self.sealable_batches()[:limit]:
+            try:
+                n = self.seal_batch(batch)
+            except (StorageError, KeyRingError) as exc:
+                report.errors.append(f"batch {batch}: {exc}")  # type: ignore[union-attr]
+                break
+            report.sealed += 1
+            report.sealed_records += n
+        self.purge_sealed_rows()
+        return report
+
+    def seal_batch(self, batch: int) -> int:
+        """Seal one closed batch; returns the number of records sealed.
+
+        :raises InvalidInput: the batch is not closed, or already sealed.
+        :raises StorageFull: no room for the segment file (nothing changed).
+        """
+        conn = self.journal.conn
+        row = conn.execute("SELECT status FROM batches WHERE batch = ?", (batch,)).fetchone()
+        if row is None or row[0] != "closed":
+            raise InvalidInput(f"batch {batch} is not closed; only a closed batch can be sealed")
+        if conn.execute("SELECT 1 FROM segments WHERE batch = ?", (batch,)).fetchone():
+            raise InvalidInput(f"batch {batch} is already sealed")
+        close = conn.execute(
+            "SELECT seq, chain FROM events WHERE kind = 'batch_closed' "
+            "AND json_extract(CAST(body AS TEXT), '$.batch') = ? ORDER BY seq DESC LIMIT 1",
+            (batch,),
+        ).fetchone()
+        anchor = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
+        records = [
+            {k: r[k] for k in TX_COLUMNS}
+            for r in conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,))
+        ]
+        for r in records:  # the card is gone from sealed data: no encrypted PAN either
+            if r["extra"] and "pan_enc" in r["extra"]:
+                from tillvault.store.encoding import canonical, decode
+
+                extra = {k: v for k, v in decode(r["extra"]).items() if k != "pan_enc"}
+                r["extra"] = canonical(extra).decode() if extra else None
+        if close is None or int(close[0]) <= int(anchor[0]):
+            last_seq, chain_to = int(anchor[0]), bytes(anchor[1])
+        else:
+            last_seq, chain_to = int(close[0]), bytes(close[1])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"seg-{self.terminal_id}-{batch:06d}.tvs"
+        path = self.segment_path(name)
+        info = seal_segment(
+            records,
+            path,
+            self.keyring,
+            batch=batch,
+            terminal_id=self.terminal_id,
+            chain_from=bytes(anchor[1]),
+            chain_to=chain_to,
+        )
+        problems = verify_segment(path, self.keyring)
+        if problems or len(read_segment(path, self.keyring)) != len(records):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise DeviceFailed(f"segment {name} did not verify after writing: {problems[:2]}")
+        digest = file_sha256(path)
+
+        def apply(ctx: WriteContext) -> None:
+            ctx.conn.execute(
+                "INSERT INTO segments (name, batch, records, bytes, digest, first_seq, last_seq, min_created_ms, "
+                "max_created_ms, sealed_ms, local, device) VALUES (?,?,?,?,?,?,?,?,?,?,1,'A')",
+                (
+                    name,
+                    batch,
+                    len(records),
+                    info.size_bytes,
+                    digest,
+                    int(anchor[0]) + 1,
+                    last_seq,
+                    info.min_created_ms,
+                    info.max_created_ms,
+                    ctx.ts_ms,
+                ),
+            )
+            if last_seq > int(anchor[0]):
+                ctx.conn.execute("UPDATE chain_anchor SET seq = ?, chain = ? WHERE id = 1", (last_seq, chain_to))
+            ctx.emit(
+                "segment_sealed",
+                {
+                    "batch": batch,
+                    "name": name,
+                    "records": len(records),
+                    "digest": digest,
+                    "chain_to": chain_to.hex(),
+                    "sealed_through_seq": last_seq,
+                },
+            )
+
+        try:
+            self.journal.write(apply, klass=SETTLEMENT)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return len(records)
+
+    def purge_sealed_rows(self) -> int:
+        """Delete hot rows and events that sealed segments already hold, in small writes; rows deleted."""
+        conn = self.journal.conn
+        deleted = 0
+        while True:
+            anchor = int(conn.execute("SELECT seq FROM chain_anchor WHERE id = 1").fetchone()[0])
+            ev = [r[0] for r in conn.execute("SELECT seq FROM events WHERE seq <= ? LIMIT ?", (anchor, DELETE_CHUNK))]
+            tx = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT invoice FROM transactions WHERE batch IN (SELECT batch FROM segments) LIMIT ?",
+                    (DELETE_CHUNK,),
+                )
+            ]
+            if not ev and not tx:
+                break
+
+            def apply(ctx: WriteContext, ev: list[int] = ev, tx: list[int] = tx) -> None:
+                ctx.conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in ev])
+                ctx.conn.executemany("DELETE FROM transactions WHERE invoice = ?", [(i,) for i in tx])
+
+            try:
+                self.journal.write(apply, klass=SETTLEMENT)
+            except StorageFull:
+                break
+            deleted += len(ev) + len(tx)
+        if deleted:
+            self.records.forget_cached_counts()
+        return deleted
+
+    # -- reading ------------------------------------------------------------------------------
+    def find(self, invoice: int) -> dict[str, Any] | None:
+        """A sealed transaction by invoice (local segments; evicted ones are not fetched)."""
+        for seg in reversed(self.catalogue()):
+            if not seg["local"]:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                rec = find(self.segment_path(seg["name"]), self.keyring, invoice=invoice)
+                if rec is not None:
+                    return rec
+        return None
+
+    def iter_records(self, *, newest_first: bool = True) -> Iterator[dict[str, Any]]:
+        """Records of local segments."""
+        segs = self.catalogue()
+        for seg in reversed(segs) if newest_first else segs:
+            if seg["local"]:
+                rows = read_segment(self.segment_path(seg["name"]), self.keyring)
+                yield from (reversed(rows) if newest_first else rows)
+
+    # -- cold tier ----------------------------------------------------------------------------
+    def offload(self, sink: ArchiveSink, *, limit: int = 1000) -> TierReport:
+        """Send unacknowledged local segments to ``sink``; record each acknowledgement."""
+        report = TierReport(errors=[])
+        rows = self.journal.conn.execute(
+            "SELECT * FROM segments WHERE acked_ms IS NULL AND local = 1 ORDER BY batch LIMIT ?", (limit,)
+        ).fetchall()
+        for seg in rows:
+            path = self.segment_path(seg["name"])
+            try:
+                sink.put(path, seg["digest"])
+            except ArchiveUnavailable as exc:
+                report.errors.append(str(exc))  # type: ignore[union-attr]
+                break
+            self._mark(seg["name"], "segment_acknowledged", acked_ms=True, sink=sink.name)
+            report.offloaded += 1
+        return report
+
+    def evict(self, sink: ArchiveSink, *, keep_days: float, now_ms: int) -> TierReport:
+        """Delete local copies that are acknowledged, verified in ``sink`` and older than ``keep_days``."""
+        report = TierReport(errors=[])
+        rows = self.journal.conn.execute(
+            "SELECT * FROM segments WHERE acked_ms IS NOT NULL AND local = 1 AND sealed_ms <= ? ORDER BY batch",
+            (now_ms - int(keep_days * DAY_MS),),
+        ).fetchall()
+        for seg in rows:
+            if not sink.has(seg["name"], seg["digest"]):
+                report.errors.append(f"{seg['name']}: the archive no longer holds a verified copy; kept")  # type: ignore[union-attr]
+                continue
+            self._mark(seg["name"], "segment_evicted", local=0, evicted=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.segment_path(seg["name"]).unlink()
+            report.evicted += 1
+            report.freed_bytes += int(seg["bytes"])
+        return report
+
+    def fetch(self, sink: ArchiveSink, name: str) -> Path:
+        """Bring an evicted segment back (verified).
+
+        :raises ArchiveUnavailable: the sink cannot give a verified copy.
+        """
+        seg = self.journal.conn.execute("SELECT * FROM segments WHERE name = ?", (name,)).fetchone()
+        if seg is None:
+            raise InvalidInput(f"no segment named {name}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = sink.fetch(name, self.segment_path(name), seg["digest"])
+        self._mark(name, "segment_fetched", local=1)
+        return path
+
+    def _mark(
+        self,
+        name: str,
+        event: str,
+        *,
+        acked_ms: bool = False,
+        sink: str | None = None,
+        local: int | None = None,
+        evicted: bool = False,
+    ) -> None:
+        def apply(ctx: WriteContext) -> None:
+            conn: sqlite3.Connection = ctx.conn
+            if acked_ms:
+                conn.execute("UPDATE segments SET acked_ms = ?, sink = ? WHERE name = ?", (ctx.ts_ms, sink, name))
+            if local is not None:
+                conn.execute("UPDATE segments SET local = ? WHERE name = ?", (local, name))
+            if evicted:
+                conn.execute("UPDATE segments SET evicted_ms = ? WHERE name = ?", (ctx.ts_ms, name))
+            ctx.emit(event, {"name": name, "sink": sink})
+
+        self.journal.write(apply, klass=SETTLEMENT)
+
+    def verify(self) -> list[dict[str, Any]]:
+        """Problems with local segments: missing files, digest mismatches, undecryptable blocks."""
+        problems = []
+        for seg in self.catalogue():
+            if not seg["local"]:
+                continue
+            path = self.segment_path(seg["name"])
+            if not path.exists():
+                problems.append({"where": "segments", "segment": seg["name"], "problem": "local copy missing"})
+                continue
+            found = verify_segment(path, self.keyring)
+            if found or file_sha256(path) != seg["digest"]:
+                problems.append(
+                    {
+                        "where": "segments",
+                        "segment": seg["name"],
+                        "problem": "; ".join(found) or "file digest differs from the catalogue",
+                    }
+                )
+        return problems

@@ -1,0 +1,156 @@
+"""The pressure ladder (S5 made precise): normal → watch → high → critical → exhausted.
+
+Each level acts before the next, and every message names the device and the way out, in
+English and Simplified Chinese (the seed's users):
+
+| level | trigger | action |
+|---|---|---|
+| watch | free < 30% or runway < 14 days | clean caches; seal settled batches |
+| high | free < 15% or runway < 3 days | offload sealed segments, evict acknowledged ones; prompt |
+| critical | only the reserve (and a little) is left | spill to device B; release the ballast; settle |
+| exhausted | no sale fits above the reserve | refuse new sales before authorization; settlement works |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tillvault.errors import SettlementError, StorageError
+
+if TYPE_CHECKING:
+    from tillvault.terminal.terminal import Terminal
+
+LEVELS = ("normal", "watch", "high", "critical", "exhausted")
+WATCH_RUNWAY_DAYS = 14
+HIGH_RUNWAY_DAYS = 3
+
+
+def rank(level: str) -> int:
+    """Position of ``level`` on the ladder (0 = normal)."""
+    return LEVELS.index(level)
+
+
+def level_with_runway(space_level: str, runway_days: float | None) -> str:
+    """Raise the space level by the runway forecast (never lowers it)."""
+    level = space_level
+    if runway_days is not None:
+        if runway_days < HIGH_RUNWAY_DAYS and rank(level) < rank("high"):
+            level = "high"
+        elif runway_days < WATCH_RUNWAY_DAYS and rank(level) < rank("watch"):
+            level = "watch"
+    return level
+
+
+def messages(level: str, device: str, st: dict[str, Any]) -> tuple[str, str]:
+    """The merchant's prompt for ``level`` (English, Simplified Chinese)."""
+    sealed = st.get("sealed_transactions", 0)
+    runway = st.get("runway_days")
+    runway_en = f"about {runway:.0f} days of space left" if runway is not None else "space is getting short"
+    runway_zh = f"剩余空间约可用{runway:.0f}天" if runway is not None else "存储空间紧张"
+    if level == "exhausted":
+        return (
+            f"Storage device {device} is full: 0 sales can be taken. Settle now (tillvault settle) or connect the "
+            f"back office to offload {sealed:,} sealed transactions. Settlement still works.",
+            f"存储设备{device}已满:无法进行新交易。请立即结算或连接后台以转存已结算的交易。结算功能仍可使用。",
+        )
+    if level == "critical":
+        return (
+            f"Storage device {device} is almost full: only the settlement reserve is left. Settle now and "
+            "connect the archive or back office.",
+            f"存储设备{device}即将写满:仅剩结算预留空间。请立即结算并连接归档或后台。",
+        )
+    if level == "high":
+        return (
+            f"Storage device {device}: {runway_en}. Connect the archive or back office so settled transactions can "
+            "be offloaded (tillvault cleanup).",
+            f"存储设备{device}:{runway_zh}。请连接归档或后台以转存已结算的交易(tillvault cleanup)。",
+        )
+    if level == "watch":
+        return (
+            f"Storage device {device}: {runway_en}; caches are being cleaned and settled batches sealed.",
+            f"存储设备{device}:{runway_zh};正在清理缓存并压缩已结算批次。",
+        )
+    return (f"Storage device {device}: normal.", f"存储设备{device}:正常。")
+
+
+@dataclass
+class LadderReport:
+    """What one run of the ladder did."""
+
+    level_before: str
+    level_after: str = ""
+    actions: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    message: str = ""
+    message_zh: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "level_before": self.level_before,
+            "level_after": self.level_after,
+            "actions": self.actions,
+            "freed_bytes": self.freed_bytes,
+            "message": self.message,
+            "message_zh": self.message_zh,
+        }
+
+
+def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: bool = True) -> LadderReport:
+    """Act for the current pressure level, lowest steps first; returns what was done.
+
+    ``force_level`` runs the steps up to that level whatever the pressure (``cleanup``
+    runs the safe steps: ``high``).
+    """
+    st = t.status()
+    level = force_level or st["pressure"]
+    report = LadderReport(level_before=st["pressure"])
+    used_before = t.space.status().used_bytes
+    if rank(level) >= rank("watch"):
+        freed = t.caches.clean(aggressive=rank(level) >= rank("high"))
+        if sum(freed.values()):
+            report.actions.append(f"cleaned caches: {sum(freed.values()):,} B ({freed})")
+        sealed = t.tiers.seal_closed()
+        if sealed.sealed:
+            report.actions.append(f"sealed {sealed.sealed} batch(es), {sealed.sealed_records} transactions")
+        for err in sealed.errors or []:
+            report.actions.append(f"could not seal: {err}")
+        purged = t.purge()
+        if purged["total"]:
+            report.actions.append(f"retention purge: {purged}")
+    if rank(level) >= rank("high"):
+        sink = t.archive_sink()
+        if sink is None:
+            report.actions.append("no archive configured: settled transactions cannot be offloaded")
+        else:
+            off = t.tiers.offload(sink)
+            if off.offloaded:
+                report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name}")
+            for err in off.errors or []:
+                report.actions.append(f"offload stopped: {err}")
+            # Under pressure, acknowledged segments leave even inside the local retention window.
+            keep = 0 if rank(level) >= rank("high") and force_level is None else t.retention.transactions_local_days
+            ev = t.tiers.evict(sink, keep_days=keep, now_ms=t.now_ms())
+            if ev.evicted:
+                report.actions.append(f"evicted {ev.evicted} acknowledged segment(s), {ev.freed_bytes:,} B")
+    if rank(level) >= rank("critical") and force_level is None:
+        released = t.space.release_ballast()
+        if released:
+            report.actions.append(f"released the ballast: {released:,} B")
+        if allow_settle and t.records.open_batch_count():
+            try:
+                rep = t.settle()
+                report.actions.append(f"forced settlement of batch {rep.batch}: {rep.reason}")
+                sealed = t.tiers.seal_closed()
+                if sealed.sealed:
+                    report.actions.append(f"sealed {sealed.sealed} batch(es) after settlement")
+            except (SettlementError, StorageError) as exc:
+                report.actions.append(f"forced settlement not possible now: {exc}")
+    after = t.status()
+    report.level_after = after["pressure"]
+    report.freed_bytes = max(0, used_before - t.space.status().used_bytes)
+    report.message, report.message_zh = messages(report.level_after, t.space.device, after)
+    if rank(report.level_after) < rank("critical"):
+        t.space.ensure_ballast()  # space came back: rebuild the emergency margin
+    return report
