@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
     account_app = typer.Typer(help="Change card accounts on the host.", no_args_is_help=True)
     host_app.add_typer(account_app, name="account")
     app.add_typer(host_app, name="host")
+    from tillvault.cli import payout
+
+    payout.register(app, host_app)
 
     @host_app.command("serve")
     def serve(
@@ -91,6 +94,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
         config_dir: ConfigDirOption = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config",
+                help="JSON settings applied to the ledger at start: fees, card_types, calendar, merchants "
+                "(docs/settlement.md).",
+            ),
+        ] = None,
         verbose: Annotated[bool, typer.Option("--verbose", help="Log each connection problem.")] = False,
     ) -> None:
         """Serve the host until SIGTERM or Ctrl-C; prints 'listening on HOST:PORT' once ready."""
@@ -101,6 +112,7 @@ def register(app: typer.Typer) -> None:
         )
 
         def run() -> None:
+            from tillvault.host.config import load_config
             from tillvault.host.server import AcquirerHost
             from tillvault.host.wire import server_ssl_context
 
@@ -117,6 +129,7 @@ def register(app: typer.Typer) -> None:
                     max_per_transaction=per_tx,
                     ssl_context=context,
                     config_dir=config_dir,
+                    config=load_config(config) if config is not None else None,
                 )
             except OSError as exc:
                 raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
@@ -151,12 +164,19 @@ def register(app: typer.Typer) -> None:
             bool | None,
             typer.Option("--blocked/--unblocked", help="Block the card (declined 62) or unblock it."),
         ] = None,
+        card_type: Annotated[
+            str | None,
+            typer.Option(
+                "--card-type",
+                help="debit, credit or unknown: picks the card's fee rule; 'rule' goes back to the card-type rule.",
+            ),
+        ] = None,
         currency: Annotated[str, typer.Option("--currency", help="ISO 4217 numeric currency code.")] = "156",
         data: DataOption = DEFAULT_DATA,
         config_dir: ConfigDirOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Create or change a card's account (credit limit, balance, blocked)."""
+        """Create or change a card's account (credit limit, balance, blocked, card type)."""
 
         def run() -> dict[str, Any]:
             from tillvault.host.ledger import HostLedger
@@ -169,6 +189,7 @@ def register(app: typer.Typer) -> None:
                     credit_limit=minor_units(credit_limit, "--credit-limit") if credit_limit else None,
                     balance=minor_units(balance, "--balance", allow_negative=True) if balance else None,
                     blocked=blocked,
+                    card_type="" if card_type == "rule" else card_type,
                 )
             finally:
                 ledger.close()
@@ -263,15 +284,21 @@ def register(app: typer.Typer) -> None:
 
     @host_app.command("check")
     def check(data: DataOption = DEFAULT_DATA, config_dir: ConfigDirOption = None, as_json: JsonOption = False) -> None:
-        """Prove the ledger's double entry: total debits = total credits = transfers; exit 1 if not."""
+        """Prove the ledger: debits = credits = transfers, and payables and deposits match the log; exit 1 if not."""
 
         def run() -> dict[str, Any]:
+            from tillvault.host.payout import check_payables
+
             ledger = _open_ledger(data, config_dir)
             try:
                 result: dict[str, Any] = ledger.check_balanced()
-                return result
+                payables = check_payables(ledger)
             finally:
                 ledger.close()
+            result["problems"] = [*result["problems"], *payables]
+            result["payables_ok"] = not payables
+            result["ok"] = not result["problems"]
+            return result
 
         result = guarded(run, as_json=as_json)
         if as_json:

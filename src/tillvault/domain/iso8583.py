@@ -142,6 +142,7 @@ _FIELDS: Final[dict[str, tuple[str, int, int, str]]] = {
     "12": ("n", 0, 6, "Time, local transaction hhmmss"),
     "13": ("n", 0, 4, "Date, local transaction MMDD"),
     "14": ("n", 0, 4, "Date, expiration YYMM"),
+    "15": ("n", 0, 4, "Date, settlement MMDD (0510: the host's business date of the batch)"),
     "22": ("n", 0, 3, "POS entry mode"),
     "25": ("n", 0, 2, "POS condition code"),
     "32": ("n", 2, 11, "Acquiring institution id"),

@@ -14,10 +14,13 @@ Accounts (kind, key):
   ``balance`` is credits − debits (funds the cardholder holds; negative: owed) and it may
   spend ``available = credit_limit + balance``. A card never seen before gets an account with
   the default credit limit.
+  ``card_type`` (debit, credit, unknown; NULL: decided by the card-type rule) picks its fee rule.
 - ``merchant_payable`` keyed by the card acceptor id (field 42): what the acquirer owes it.
-- ``deposit`` (cash in/out: admin balance adjustments), ``settlement`` and ``fee_income``
-  (used when settlement pays merchants out), ``suspense`` (uploaded transactions whose card
-  the host cannot name).
+- ``deposit`` (cash in/out: admin balance adjustments), ``suspense`` (uploaded transactions
+  whose card the host cannot name).
+- ``fee_income`` (key ``fees``), ``settlement`` (key ``bank``: money leaving for or arriving
+  from merchants' bank accounts) and ``device_deposit`` (keyed by merchant id): settlement and
+  payout, see :mod:`.settlement` and :mod:`.payout` and ``docs/settlement.md``.
 
 The authorization log has one row per (terminal id, local date MMDD, STAN): duplicate
 detection, reversals, voids, batch totals and batch upload all work from it. A cancelled
@@ -38,11 +41,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tillvault.domain.iso8583 import PROC_REFUND, PROC_SALE, BatchTotals, mask_pan
+from tillvault.domain.iso8583 import PROC_REFUND, PROC_SALE, PROC_VOID, BatchTotals, mask_pan, terminal_id_field
 from tillvault.errors import ConfigError, InvalidInput
+from tillvault.host.fees import CARD_TYPES
+from tillvault.host.ledger_schema import migrate
 from tillvault.host.secret import card_token, load_host_secret, secret_check
 
 __all__ = [
+    "CARD_TYPES",
     "DEFAULT_CREDIT_LIMIT",
     "LEDGER_FILE",
     "LIVE_STATUSES",
@@ -57,75 +63,6 @@ DEFAULT_CREDIT_LIMIT = 5_000_000
 #: Statuses of a log row whose money effect stands.
 LIVE_STATUSES = ("approved", "advised", "uploaded")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    currency TEXT NOT NULL,
-    masked_pan TEXT,
-    credit_limit INTEGER NOT NULL DEFAULT 0,
-    blocked INTEGER NOT NULL DEFAULT 0,
-    debits_posted INTEGER NOT NULL DEFAULT 0,
-    credits_posted INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    UNIQUE (kind, key, currency)
-);
-CREATE TABLE IF NOT EXISTS transfers (
-    id INTEGER PRIMARY KEY,
-    debit_account INTEGER NOT NULL REFERENCES accounts(id),
-    credit_account INTEGER NOT NULL REFERENCES accounts(id),
-    amount INTEGER NOT NULL CHECK (amount > 0),
-    currency TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    reference TEXT NOT NULL,
-    cancels INTEGER UNIQUE REFERENCES transfers(id),
-    created_at TEXT NOT NULL,
-    CHECK (debit_account <> credit_account)
-);
-CREATE TABLE IF NOT EXISTS authorizations (
-    id INTEGER PRIMARY KEY,
-    terminal_id TEXT NOT NULL,
-    local_date TEXT NOT NULL,
-    stan TEXT NOT NULL,
-    mti TEXT NOT NULL,
-    proc_code TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    rrn TEXT UNIQUE,
-    auth_code TEXT,
-    response TEXT NOT NULL,
-    batch INTEGER,
-    invoice INTEGER,
-    status TEXT NOT NULL,
-    fingerprint TEXT,
-    card_token TEXT,
-    masked_pan TEXT,
-    merchant_id TEXT,
-    local_time TEXT,
-    transfer_id INTEGER REFERENCES transfers(id),
-    original_id INTEGER REFERENCES authorizations(id),
-    tombstone INTEGER NOT NULL DEFAULT 0,
-    response_json TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (terminal_id, local_date, stan)
-);
-CREATE INDEX IF NOT EXISTS authorizations_batch ON authorizations (terminal_id, batch);
-CREATE TABLE IF NOT EXISTS settlements (
-    id INTEGER PRIMARY KEY,
-    terminal_id TEXT NOT NULL,
-    batch INTEGER NOT NULL,
-    proc_code TEXT NOT NULL,
-    stan TEXT NOT NULL,
-    response TEXT NOT NULL,
-    terminal_totals TEXT NOT NULL,
-    host_totals TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
 
 _AUTH_COLUMNS = (
     "terminal_id",
@@ -150,6 +87,9 @@ _AUTH_COLUMNS = (
     "original_id",
     "tombstone",
     "response_json",
+    "settled_date",
+    "fee",
+    "fee_name",
 )
 
 
@@ -170,6 +110,7 @@ class Account:
     blocked: bool
     debits_posted: int
     credits_posted: int
+    card_type: str | None = None
 
     @property
     def balance(self) -> int:
@@ -220,6 +161,9 @@ class AuthRecord:
     response_json: str | None
     created_at: str
     updated_at: str
+    settled_date: str | None = None
+    fee: int | None = None
+    fee_name: str | None = None
 
     @property
     def live(self) -> bool:
@@ -266,15 +210,11 @@ class HostLedger:
 
     def _create_schema(self) -> None:
         with self.atomic():
-            # statement by statement: executescript() would commit the open transaction
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            migrate(self._db)
             check = secret_check(self._secret)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'secret_check'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('secret_check', ?)", (check,))
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
             elif row["value"] != check:
                 raise ConfigError(
                     f"the host secret does not match the one {self.path} was created with "
@@ -320,6 +260,39 @@ class HostLedger:
         with self._lock:
             self._db.close()
 
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read-only query under the lock (for the host's settlement and payout modules)."""
+        return self._all(sql, args)
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one writing statement in a transaction (joins an open :meth:`atomic`); the new rowid.
+
+        For the host's settlement and payout modules; money moves only through :meth:`post`.
+        """
+        with self.atomic():
+            cur = self._db.execute(sql, args)
+            return cur.lastrowid or 0
+
+    def meta(self, key: str) -> str | None:
+        """The value stored under ``key`` in the ledger's meta table, or None."""
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` in the ledger's meta table."""
+        self.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+        )
+
+    def setting(self, name: str) -> Any:
+        """A host setting (JSON) by name, or None when never set (see :mod:`.settings`)."""
+        value = self.meta(f"setting:{name}")
+        return json.loads(value) if value is not None else None
+
+    def put_setting(self, name: str, value: Any) -> None:
+        """Store the host setting ``name`` (JSON-ready ``value``)."""
+        self.set_meta(f"setting:{name}", json.dumps(value, sort_keys=True))
+
     def token(self, pan: str) -> str:
         """The card's account key: HMAC-SHA256(PAN) under the host secret (hex)."""
         return card_token(self._secret, pan)
@@ -329,7 +302,7 @@ class HostLedger:
     def _account(self, where: str, args: tuple[Any, ...]) -> Account | None:
         row = self._one(
             "SELECT id, kind, key, currency, masked_pan, credit_limit, blocked, debits_posted,"
-            f" credits_posted FROM accounts WHERE {where}",
+            f" credits_posted, card_type FROM accounts WHERE {where}",
             args,
         )
         if row is None:
@@ -382,25 +355,33 @@ class HostLedger:
         credit_limit: int | None = None,
         balance: int | None = None,
         blocked: bool | None = None,
+        card_type: str | None = None,
     ) -> Account:
         """Create or change the account of card ``pan`` (hashed on the way in; never stored).
 
         ``credit_limit`` (minor units, ≥ 0) replaces the limit; ``balance`` (minor units, signed:
         funds held) is reached by an ``adjustment`` transfer against the deposit account;
-        ``blocked`` blocks (declined "62") or unblocks the card.
+        ``blocked`` blocks (declined "62") or unblocks the card; ``card_type`` (``debit``,
+        ``credit``, ``unknown``; ``""`` clears it back to the card-type rule) picks the fee rule
+        at settlement.
 
-        :raises InvalidInput: the PAN is not 12-19 digits or the credit limit is negative.
+        :raises InvalidInput: the PAN is not 12-19 digits, the credit limit is negative or the
+            card type is not one of those.
         """
         if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
             raise InvalidInput("PAN must be 12 to 19 digits")
         if credit_limit is not None and credit_limit < 0:
             raise InvalidInput("credit limit must not be negative")
+        if card_type is not None and card_type not in ("", *CARD_TYPES):
+            raise InvalidInput(f"card type must be one of {', '.join(CARD_TYPES)}, got {card_type!r}")
         with self.atomic():
             account = self.card_account(self.token(pan), mask_pan(pan), currency)
             if credit_limit is not None:
                 self._db.execute("UPDATE accounts SET credit_limit = ? WHERE id = ?", (credit_limit, account.id))
             if blocked is not None:
                 self._db.execute("UPDATE accounts SET blocked = ? WHERE id = ?", (int(blocked), account.id))
+            if card_type is not None:
+                self._db.execute("UPDATE accounts SET card_type = ? WHERE id = ?", (card_type or None, account.id))
             if balance is not None and balance != account.balance:
                 deposit = self.system_account("deposit", "cash", currency)
                 diff = balance - account.balance
@@ -634,12 +615,14 @@ class HostLedger:
         response: str,
         terminal_totals: BatchTotals,
         host_totals: BatchTotals,
+        business_date: str | None = None,
     ) -> None:
-        """Log a settlement request and the host's answer."""
+        """Log a settlement request and the host's answer (``business_date``: ISO date the batch
+        settled on, when it balanced)."""
         with self.atomic():
             self._db.execute(
                 "INSERT INTO settlements (terminal_id, batch, proc_code, stan, response, terminal_totals,"
-                " host_totals, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " host_totals, created_at, business_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     terminal_id,
                     batch,
@@ -649,13 +632,60 @@ class HostLedger:
                     json.dumps(asdict(terminal_totals)),
                     json.dumps(asdict(host_totals)),
                     _now(),
+                    business_date,
                 ),
             )
 
     def batch_settled(self, terminal_id: str, batch: int) -> bool:
-        """True once a settlement request for the batch was answered "00"."""
+        """True once the batch was settled: a 0500 answered "00", or a 960000 settled on the host's figures."""
         row = self._one(
-            "SELECT 1 FROM settlements WHERE terminal_id = ? AND batch = ? AND response = '00'",
+            "SELECT 1 FROM settlements WHERE terminal_id = ? AND batch = ?"
+            " AND (response = '00' OR business_date IS NOT NULL)",
             (terminal_id, batch),
         )
         return row is not None
+
+    def batch_view(self, terminal_id: str, batch: int | None = None) -> list[dict[str, Any]]:
+        """The host's rows of one terminal's batch (every batch when ``batch`` is None), oldest first.
+
+        ``terminal_id`` as typed or space padded (field 41; :raises MessageError: not a valid
+        terminal id). Each row: ``terminal_id``,
+        ``merchant_id`` (stripped), ``batch``, ``invoice``, ``stan``, ``date`` (local MMDD),
+        ``kind`` (``sale``, ``offline_sale``, ``refund``, ``offline_refund``, ``void``),
+        ``amount`` (minor units), ``currency``, ``status`` (``approved``, ``advised``,
+        ``uploaded``: money effect stands; ``declined``, ``reversed``, ``voided``: it does not),
+        ``live``, ``rrn``, ``auth_code``, ``masked_pan``, ``settled_date`` (ISO business date or
+        None), ``fee`` and ``fee_name`` (set at settlement). The input to
+        :func:`tillvault.host.reconcile.compare_views`.
+        """
+        rows = self.authorizations(terminal_id_field(terminal_id), batch)
+        return [_view_row(r) for r in rows if r.proc_code in (PROC_SALE, PROC_REFUND, PROC_VOID)]
+
+
+def _view_row(record: AuthRecord) -> dict[str, Any]:
+    """One :meth:`HostLedger.batch_view` row."""
+    if record.proc_code == PROC_VOID:
+        kind = "void"
+    else:
+        kind = "sale" if record.proc_code == PROC_SALE else "refund"
+        if record.mti == "0220":
+            kind = f"offline_{kind}"
+    return {
+        "terminal_id": record.terminal_id.strip(),
+        "merchant_id": (record.merchant_id or "").strip() or None,
+        "batch": record.batch,
+        "invoice": record.invoice,
+        "stan": record.stan,
+        "date": record.local_date,
+        "kind": kind,
+        "amount": record.amount,
+        "currency": record.currency,
+        "status": record.status,
+        "live": record.live and record.proc_code != PROC_VOID,
+        "rrn": record.rrn,
+        "auth_code": record.auth_code,
+        "masked_pan": record.masked_pan,
+        "settled_date": record.settled_date,
+        "fee": record.fee,
+        "fee_name": record.fee_name,
+    }

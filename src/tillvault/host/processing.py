@@ -17,8 +17,13 @@ SQLite transaction, so a request is applied exactly once or not at all. Decision
   terminal would retry forever): a tombstone is recorded so that the original, if it arrives
   late, is answered "12" and never applied. A reversal of an approved void restores the sale.
 - 0500: the terminal's totals (74-77, 86-89) against the host's for that terminal, batch and
-  currency: "00" balanced, "95" not. The 0510 carries the host's totals.
+  currency: "00" balanced, "95" not. The 0510 carries the host's totals. A balanced 0500, and
+  any 960000 (after upload the terminal closes its batch either way), settles the batch on the
+  host's figures (:mod:`.settlement`: fees priced, business date in field 15). A settled
+  transaction is final: its reversal, or an upload changing it, is answered "12".
 - 0320: upsert the uploaded transaction so its effect matches the terminal's (idempotent).
+- Activation (:mod:`.merchants`): a sale below the merchant's activation minimum before the
+  merchant is activated is declined "13".
 - A required field missing (``REQUIRED_FIELDS``) → "30", nothing recorded.
 """
 
@@ -33,6 +38,8 @@ from tillvault.domain import iso8583 as iso
 from tillvault.errors import MessageError
 from tillvault.host.cardcheck import expiry_problem, pan_problem
 from tillvault.host.ledger import AuthRecord, HostLedger
+from tillvault.host.merchants import activation_refusal, note_sale
+from tillvault.host.settlement import open_business_date, settle_batch
 
 __all__ = ["MessageProcessor"]
 
@@ -156,6 +163,7 @@ class MessageProcessor:
         payable = self._payable(request)
         if proc_code == iso.PROC_REFUND:
             return self.ledger.post(payable, card_account, amount, request["49"], kind, reference)
+        note_sale(self.ledger, request["42"], amount, reference, open_business_date(self.ledger, self.today()))
         return self.ledger.post(card_account, payable, amount, request["49"], kind, reference)
 
     # -- 0800 ----------------------------------------------------------------------------------
@@ -189,6 +197,9 @@ class MessageProcessor:
                 return self._record(request, self._answer(request, "62", rrn=rrn), "declined")
             if proc == iso.PROC_SALE and amount > account.available:
                 return self._record(request, self._answer(request, "51", rrn=rrn), "declined")
+            inactive = activation_refusal(self.ledger, request["42"], amount) if proc == iso.PROC_SALE else None
+            if inactive is not None:
+                return self._record(request, self._answer(request, "13", message=inactive, rrn=rrn), "declined")
             transfer = self._move(proc, account.id, request, "sale" if proc == iso.PROC_SALE else "refund")
             response = self._answer(request, "00", rrn=rrn, auth_code=self.ledger.new_auth_code())
             return self._record(request, response, "approved", transfer_id=transfer)
@@ -269,10 +280,26 @@ class MessageProcessor:
                     tombstone=1,
                 )
                 return self._answer(request, "00", message="reversal recorded; original not found")
+            settled = self._settled_reason(record)
+            if settled is not None:
+                return self._answer(request, "12", message=settled)
             if record.live and record.transfer_id is not None:
                 self._reverse(record)
             fields = {"rrn": record.rrn} if record.rrn else {}
             return self._answer(request, "00", **fields)
+
+    def _settled_reason(self, record: AuthRecord) -> str | None:
+        """Why ``record`` can no longer be reversed (its money is settled), or None."""
+        if record.settled_date is not None:
+            return f"transaction settled on {record.settled_date}: refund instead"
+        if (
+            record.proc_code == iso.PROC_VOID
+            and record.status == "approved"
+            and record.batch is not None
+            and self.ledger.batch_settled(record.terminal_id, record.batch)
+        ):
+            return "the voided sale's batch is settled: the void stands"
+        return None
 
     def _reverse(self, record: AuthRecord) -> None:
         assert record.transfer_id is not None
@@ -295,6 +322,14 @@ class MessageProcessor:
         with self.ledger.atomic():
             ours = self.ledger.batch_totals(request["41"], batch, request["49"])
             code = "00" if theirs.balances_with(ours) else "95"
+            business = None
+            # After a batch upload the terminal closes its batch whatever the answer, so the host
+            # settles its own figures then too (a remaining difference is for reconciliation).
+            if code == "00" or proc == iso.PROC_SETTLE_AFTER_UPLOAD:
+                settled = settle_batch(
+                    self.ledger, terminal_id=request["41"], batch=batch, currency=request["49"], today=self.today()
+                )
+                business = settled.business_date
             self.ledger.record_settlement(
                 terminal_id=request["41"],
                 batch=batch,
@@ -303,8 +338,11 @@ class MessageProcessor:
                 response=code,
                 terminal_totals=theirs,
                 host_totals=ours,
+                business_date=business.isoformat() if business else None,
             )
         totals = {f"f{k}": v for k, v in ours.to_fields().items()}
+        if business is not None:
+            totals["f15"] = business.strftime("%m%d")
         return self._answer(request, code, **totals)
 
     # -- 0320 ----------------------------------------------------------------------------------
@@ -326,9 +364,11 @@ class MessageProcessor:
         with self.ledger.atomic():
             record = self.ledger.find(request["41"], request["13"], original[4:])
             if record is not None and record.live and (record.proc_code, record.amount) == (proc, amount):
-                if (record.batch, record.invoice) != (batch, invoice):
+                if (record.batch, record.invoice) != (batch, invoice) and record.settled_date is None:
                     self.ledger.update_auth(record.id, batch=batch, invoice=invoice)
                 return self._answer(request, "00", rrn=record.rrn or None)
+            if record is not None and record.settled_date is not None:
+                return self._answer(request, "12", message=f"transaction settled on {record.settled_date}")
             token, masked = self._card(request)
             if token is None and record is not None:
                 token, masked = record.card_token, record.masked_pan

@@ -26,6 +26,7 @@ from typing import Any
 from tillvault.domain import iso8583 as iso
 from tillvault.errors import ConfigError, HostProtocolError, HostUnavailable, MessageError
 from tillvault.host.client import parse_address
+from tillvault.host.config import apply_config
 from tillvault.host.faults import FAULTS_FILE, FaultInjector, FaultPlan
 from tillvault.host.ledger import DEFAULT_CREDIT_LIMIT, HostLedger
 from tillvault.host.processing import MessageProcessor
@@ -63,11 +64,14 @@ class AcquirerHost:
     per-transaction limit). ``ssl_context`` (from :func:`~tillvault.host.wire.server_ssl_context`)
     makes every connection TLS. ``faults`` is an initial fault configuration (see
     :mod:`.faults`); ``faults.json`` in ``data_dir`` is watched too. ``idle_timeout`` (seconds)
-    closes connections that stay silent. Use as a context manager, or :meth:`start` /
+    closes connections that stay silent. ``config`` (the form of :mod:`.config`: fees, card
+    types, calendar, merchant terms) is applied to the ledger's settings first. ``today``
+    dates expiry checks and settlements (tests pin it). Use as a context manager, or :meth:`start` /
     :meth:`stop`, or :meth:`serve_forever` from a thread of your own.
 
     :raises OSError: the address cannot be bound.
     :raises ConfigError: the host secret does not match the ledger.
+    :raises InvalidInput: ``config`` is invalid (nothing applied).
     """
 
     def __init__(
@@ -83,11 +87,18 @@ class AcquirerHost:
         config_dir: Path | None = None,
         idle_timeout: float = 300.0,
         today: Callable[[], date] = date.today,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.ledger = HostLedger(
             self.data_dir, secret=secret, config_dir=config_dir, default_credit_limit=default_credit_limit
         )
+        if config:
+            try:
+                apply_config(self.ledger, config, today=today())
+            except BaseException:
+                self.ledger.close()
+                raise
         self.processor = MessageProcessor(self.ledger, max_per_transaction=max_per_transaction, today=today)
         self.faults = FaultInjector(self.data_dir / FAULTS_FILE, faults)
         self.ssl_context = ssl_context
