@@ -38,6 +38,9 @@ def init(
         Path | None,
         typer.Option("--keyring", envvar="TILLVAULT_KEYRING", help="Key ring folder (never inside the data folder)."),
     ] = None,
+    archive: Annotated[
+        Path | None, typer.Option("--archive", help="Archive folder for sealed segments (a NAS or USB disk).")
+    ] = None,
     merchant_id: Annotated[
         str | None, typer.Option("--merchant-id", help="Override the merchant id (field 42).")
     ] = None,
@@ -59,6 +62,7 @@ def init(
             keyring_dir=keyring,
             merchant_id=merchant_id,
             licence_number=licence,
+            archive=archive,
         )
         with t:
             return {
@@ -331,9 +335,28 @@ def settle(as_json: JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
+def cleanup(as_json: JsonOpt = False) -> None:
+    """Free space now: clean caches, seal settled batches, purge by retention, offload and evict."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.cleanup().to_dict()
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+        return
+    for action in out["actions"] or ["nothing to do"]:
+        console.print(f"- {action}", highlight=False)
+    console.print(f"freed {out['freed_bytes']:,} B; pressure {out['level_before']} -> {out['level_after']}")
+    console.print(out["message"], highlight=False)
+    console.print(out["message_zh"], highlight=False)
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
+    app.command("cleanup")(cleanup)
     app.command("sale")(sale)
     app.command("refund")(refund)
     app.command("void")(void)

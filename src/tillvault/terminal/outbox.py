@@ -103,7 +103,15 @@ def _complete(t: Terminal, message: dict[str, Any], reply: dict[str, str]) -> No
             return
         tx = t.records.get(invoice)
         if message["kind"] == "reversal" and tx["status"] in ("not_completed", "pending", "approved"):
-            t.records.set_status(ctx, invoice, "reversed", reason=f"reversed at the host (response {code})")
+            if code == "00":
+                t.records.set_status(ctx, invoice, "reversed", reason="reversed at the host")
+            else:  # e.g. 12: the host had already settled it; the sale stands and must be refunded
+                t.records.set_status(
+                    ctx,
+                    invoice,
+                    "approved" if tx["rrn"] else tx["status"],
+                    reason=f"the host refused the reversal ({code}): the charge stands; refund it",
+                )
         elif message["kind"] == "advice":
             changes: dict[str, Any] = {"rrn": reply.get("37") or tx["rrn"]}
             if code != "00":

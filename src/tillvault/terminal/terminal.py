@@ -89,6 +89,8 @@ class Terminal:
         space: dict[str, Any] | None = None,
         limits: dict[str, Any] | None = None,
         offline: dict[str, Any] | None = None,
+        archive: str | Path | None = None,
+        retention: dict[str, Any] | None = None,
         clock: Clock = system_clock,
     ) -> Terminal:
         """Create a terminal in ``data_dir``: configuration, key ring (elsewhere), journal, reserve.
@@ -131,6 +133,8 @@ class Terminal:
             limits=(limits or Limits(currency=merchant.currency).to_dict()),
             offline={**OfflinePolicy().__dict__, **(offline or {})},
             device_b=str(device_b) if device_b else None,
+            archive=str(archive) if archive else None,
+            retention=RetentionPolicy.from_dict(retention).to_dict(),
         )
         config.save(data_dir)
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)

@@ -1,0 +1,239 @@
+"""Sealing, offload with acknowledgement, eviction, fetch, retention and the pressure ladder."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tillvault.store.archive import ArchiveUnavailable, DirectorySink, file_sha256
+from tillvault.store.segments import verify_segment
+from tillvault.terminal.terminal import Terminal
+
+VISA = "4111111111111111"
+EXPIRY = "3012"
+
+
+def _day(t: Terminal, n: int, start: int = 100) -> list[int]:
+    invoices = []
+    for i in range(n):
+        r = t.sale(start + i, VISA, EXPIRY)
+        assert r.status == "approved", r.reason
+        invoices.append(r.invoice)
+    t.settle()
+    return invoices
+
+
+def test_settled_batch_is_sealed_and_leaves_the_hot_tier(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    invoices = _day(t, 25)
+    cat = t.tiers.catalogue()
+    assert len(cat) == 1 and cat[0]["records"] == 25
+    assert t.records.list() == []
+    assert t.find_transaction(invoices[7])["amount"] == 107
+    st = t.status()
+    assert st["sealed_transactions"] == 25 and st["sealed_segments"] == 1
+    report = t.scrub()
+    assert report["ok"], report["problems"]
+    # The hot chain continues from the sealed segment's last link.
+    _day(t, 5)
+    assert t.scrub()["ok"]
+
+
+def test_offload_acknowledges_then_evicts_only_after_retention_and_fetches_back(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive, retention={"transactions_local_days": 7})
+    invoices = _day(t, 10)
+    sink = t.archive_sink()
+    assert sink is not None
+    assert t.tiers.offload(sink).offloaded == 1
+    seg = t.tiers.catalogue()[0]
+    assert seg["acked_ms"] is not None
+    assert file_sha256(archive / seg["name"]) == seg["digest"]
+    assert t.tiers.evict(sink, keep_days=7, now_ms=t.now_ms()).evicted == 0, "inside local retention"
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
+    assert not t.tiers.segment_path(seg["name"]).exists()
+    with pytest.raises(Exception, match="invoice"):
+        t.find_transaction(invoices[0])
+    t.tiers.fetch(sink, seg["name"])
+    assert t.find_transaction(invoices[0])["amount"] == 100
+    assert t.scrub()["ok"]
+
+
+def test_unacknowledged_segment_is_never_evicted(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:
+    t = make_terminal()
+    _day(t, 5)
+    sink = DirectorySink(tmp_path / "elsewhere")  # never given the segment
+    (tmp_path / "elsewhere").mkdir()
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 10**9).evicted == 0
+    assert t.tiers.segment_path(t.tiers.catalogue()[0]["name"]).exists()
+
+
+def test_sink_gone_or_full_keeps_the_local_copy(make_terminal: Callable[..., Terminal], tmp_path: Path, tmpfs) -> None:  # type: ignore[no-untyped-def]
+    t = make_terminal()
+    _day(t, 30)
+    gone = DirectorySink(tmp_path / "unplugged")
+    report = t.tiers.offload(gone)
+    assert report.offloaded == 0 and "not available" in report.errors[0]
+    tmpfs.fill()
+    full = DirectorySink(tmpfs.path)
+    report = t.tiers.offload(full)
+    assert report.offloaded == 0 and "could not take" in report.errors[0]
+    assert not list(tmpfs.path.glob(".tmp-*")), "no partial copy is left behind"
+    seg = t.tiers.catalogue()[0]
+    assert seg["acked_ms"] is None and t.tiers.segment_path(seg["name"]).exists()
+
+
+def test_a_corrupt_copy_in_the_archive_is_not_an_acknowledgement(tmp_path: Path) -> None:
+    src = tmp_path / "seg.tvs"
+    src.write_bytes(b"x" * 1000)
+    sink = DirectorySink(tmp_path / "nas")
+    (tmp_path / "nas").mkdir()
+    with pytest.raises(ArchiveUnavailable):
+        sink.put(src, "0" * 64)
+    assert not (tmp_path / "nas" / "seg.tvs").exists()
+
+
+CHILD = r"""
+import sys
+from pathlib import Path
+from tillvault.terminal.terminal import Terminal
+t = Terminal.open(Path(sys.argv[1]), exclusive=True)
+sink = t.archive_sink()
+while True:
+    t.tiers.offload(sink)
+    t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 10**9)
+    for seg in t.tiers.catalogue():
+        if not seg["local"]:
+            t.tiers.fetch(sink, seg["name"])
+"""
+
+
+def test_kill_9_during_offload_and_eviction_leaves_every_segment_somewhere_verified(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    for d in range(4):
+        _day(t, 15, start=100 * (d + 1))
+    data = t.data_dir
+    t.close()
+    rng = random.Random(5)
+    for _ in range(15):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(data)], env=os.environ.copy(), stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(0.3, 0.9))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        t = Terminal.open(data, exclusive=True)
+        try:
+            for seg in t.tiers.catalogue():
+                local = t.tiers.segment_path(seg["name"])
+                local_ok = local.exists() and file_sha256(local) == seg["digest"]
+                remote_ok = (archive / seg["name"]).exists() and file_sha256(archive / seg["name"]) == seg["digest"]
+                assert local_ok or (seg["acked_ms"] is not None and remote_ok), seg["name"]
+                if seg["local"]:
+                    assert local_ok, f"{seg['name']} catalogued as local but its copy does not verify"
+            assert t.journal.verify().ok
+        finally:
+            t.close()
+
+
+def test_scrub_reports_a_corrupted_segment(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    _day(t, 8)
+    path = t.tiers.segment_path(t.tiers.catalogue()[0]["name"])
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    report = t.scrub()
+    assert not report["ok"]
+    assert any(p.get("segment") == path.name for p in report["problems"])
+    assert verify_segment(path)
+
+
+def test_cleanup_frees_caches_and_finished_downloads_first(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    update = t.caches.path("updates") / "firmware-2.1.bin"
+    update.write_bytes(os.urandom(300_000))
+    partial = t.caches.path("updates") / "firmware-2.2.bin.part"
+    partial.write_bytes(b"p" * 1000)
+    old = time.time() - 7200
+    os.utime(update, (old, old))
+    os.utime(partial, (old, old))
+    report = t.cleanup().to_dict()
+    assert not update.exists(), "a finished download is evicted"
+    assert partial.exists(), "a download in progress is kept"
+    assert report["freed_bytes"] >= 300_000
+    assert any("cleaned caches" in a for a in report["actions"])
+
+
+def test_customers_are_purged_after_inactivity(make_terminal: Callable[..., Terminal]) -> None:
+    now = [datetime.now().astimezone()]
+    t = make_terminal(retention={"customers_inactive_days": 30})
+    t.clock = lambda: now[0]
+    t.sale(1000, VISA, EXPIRY, customer_phone="13800138000")
+    assert t.journal.conn.execute("SELECT count(*) FROM customers").fetchone()[0] == 1
+    now[0] += timedelta(days=31)
+    assert t.purge()["customers"] == 1
+
+
+def test_status_reports_runway_from_usage_samples(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    base = t.now_ms() - 10 * 86_400_000
+    rows = [(base + d * 86_400_000, 1_000_000 + d * 50_000, "sample") for d in range(10)]
+    t.journal.conn.executemany("INSERT INTO usage_samples (ts_ms, used_bytes, kind) VALUES (?,?,?)", rows)
+    st = t.status()
+    assert st["bytes_per_day"] == pytest.approx(50_000, rel=0.05)
+    expected = st["available_for_sales_bytes"] / 50_000
+    assert st["runway_days"] == pytest.approx(expected, rel=0.1)
+    assert "message_zh" in st
+
+
+def test_ladder_acts_in_order_as_pressure_rises(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive, capacity="4MiB")
+    from tillvault.domain.cards import luhn_check_digit
+
+    pans = [f"62284800{i:07d}" for i in range(60)]
+    pans = [p + luhn_check_digit(p) for p in pans]
+    for day in range(3):
+        for i in range(60):
+            assert t.sale(100 + i, pans[i], EXPIRY).status == "approved"
+        if day < 2:
+            t.settle()
+    assert t.status()["pressure"] == "normal"
+    # An update download lands and takes most of the space: pressure climbs to critical.
+    blob = t.caches.path("updates") / "update-3.0.bin"
+    st = t.space.status()
+    blob.write_bytes(b"u" * (st.available_for_sales_bytes - 30 * t.space.policy.sale_life_bytes))
+    old = time.time() - 7200
+    os.utime(blob, (old, old))
+    before = t.status()
+    assert before["pressure"] == "critical"
+    report = t.relieve_pressure().to_dict()
+    actions = " | ".join(report["actions"])
+    # watch: caches and sealing; high: offload and evict; critical: ballast and settlement.
+    assert "cleaned caches" in actions and "offloaded 2 segment(s)" in actions and "evicted 2" in actions
+    assert "released the ballast" in actions and "forced settlement of batch 3" in actions
+    assert actions.index("cleaned caches") < actions.index("offloaded") < actions.index("released the ballast")
+    after = t.status()
+    assert after["pressure"] in ("normal", "watch") and not blob.exists()
+    assert after["ballast_bytes"] > 0, "the ballast is rebuilt once space is back"
+    assert t.sale(100, pans[0], EXPIRY).status == "approved"
+    assert t.scrub()["ok"]
+    assert report["message_zh"].startswith("存储设备A")
