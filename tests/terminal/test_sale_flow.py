@@ -107,8 +107,7 @@ def test_host_down_offline_approval_then_advice_delivered(
     assert big.status == "declined" and "floor limit" in big.reason
     assert [m["kind"] for m in t.records.outbox_pending()] == ["advice"]
     # The host comes back (same terminal, real address): the advice is delivered.
-    t.config.host = host.address
-    t._client = None
+    t.use_host(host.address)
     report = t.drain_outbox(force=True)
     assert report.delivered == 1 and report.remaining == 0
     rows = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{small.stan:06d}"]

@@ -353,10 +353,41 @@ def cleanup(as_json: JsonOpt = False) -> None:
     console.print(out["message_zh"], highlight=False)
 
 
+def reconcile(
+    host_data: Annotated[Path, typer.Option("--host-data", help="The acquirer host's data folder.")] = Path(
+        "tillvault-host"
+    ),
+    batch: Annotated[list[int] | None, typer.Option("--batch", help="Only these batches (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare the terminal journal, the host's ledger and the payout; list every difference."""
+    from tillvault.terminal.reconcile import reconcile as run_reconcile
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data) as t:
+            return run_reconcile(t, host_data, batches=batch or None)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"batches {out['batches']}: {out['terminal_rows']} terminal rows, {out['host_rows']} host rows, "
+            f"{out['payout_statements']} payout statements"
+        )
+        for d in out["differences"]:
+            console.print(f"[red]difference[/]: {d}", highlight=False)
+        if out["ok"]:
+            console.print("[green]the three views agree exactly[/]")
+    if not out["ok"]:
+        raise typer.Exit(3)
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
     app.command("cleanup")(cleanup)
+    app.command("reconcile")(reconcile)
     app.command("sale")(sale)
     app.command("refund")(refund)
     app.command("void")(void)

@@ -332,6 +332,14 @@ class Terminal:
             )
         return self._client
 
+    def use_host(self, address: str) -> None:
+        """Talk to the host at ``address`` from now on (closing the current link)."""
+        _check_address(address)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.config.host = address
+
     def sale(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
         """Run a sale of ``amount`` minor units (see :class:`tillvault.terminal.sale.SaleFlow`).
 
