@@ -58,7 +58,7 @@ def test_three_views_agree_after_random_histories(tmp_path_factory, ops) -> None
                     r = t.sale(a, PANS[b], "3012")
                 elif kind == "refund" and approved:
                     orig = t.find_transaction(approved[a % len(approved)])
-                    pan = PANS[[i for i, p in enumerate(PANS) if p.endswith(orig["masked_pan"][-4:])][0]]
+                    pan = next(p for p in PANS if p.endswith(orig["masked_pan"][-4:]))
                     r = t.refund(max(1, orig["amount"] * b // 100), pan, "3012", original_invoice=orig["invoice"])
                     continue
                 elif kind == "void" and approved:
