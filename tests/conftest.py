@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,18 +65,106 @@ class Tmpfs:
         return target
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
-    """Mount a small real tmpfs (8 MiB); skip with the reason where mounting is impossible."""
+def mount_tmpfs(mnt: Path, size: str = "8m") -> None:
+    """Mount a real tmpfs at ``mnt``; skip the test with the reason if that is impossible."""
     reason = _can_mount()
     if reason:
         pytest.skip(reason)
-    mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield Tmpfs(mnt, "8m")
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def umount(mnt: Path) -> None:
+    """Unmount (lazily: open files stay usable by whoever holds them)."""
+    subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def tmpfs_factory(tmp_path: Path) -> Iterator[Callable[[str], Tmpfs]]:
+    """Mount as many small real tmpfs as a test needs; all unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def make(size: str = "8m") -> Tmpfs:
+        mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+        mount_tmpfs(mnt, size)
+        mounted.append(mnt)
+        return Tmpfs(mnt, size)
+
+    yield make
+    for mnt in reversed(mounted):
+        umount(mnt)
+
+
+@pytest.fixture
+def tmpfs(tmpfs_factory: Callable[[str], Tmpfs]) -> Tmpfs:
+    """One small real tmpfs (8 MiB)."""
+    return tmpfs_factory("8m")
+
+
+class LoopExt4:
+    """A real ext4 filesystem on a loop device, which can be made to fail with EIO."""
+
+    EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+    NOLOGFLUSH = 2
+
+    def __init__(self, image: Path, path: Path) -> None:
+        self.image = image
+        self.path = path
+        self.loop = ""
+
+    def mount(self) -> None:
+        """Attach the image and mount it at ``path``."""
+        self.loop = subprocess.run(
+            ["losetup", "-f", "--show", str(self.image)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run(["mount", self.loop, str(self.path)], check=True, capture_output=True)
+
+    def shutdown(self) -> None:
+        """Make the filesystem fail: every later read and write returns EIO (as xfstests do)."""
+        import fcntl
+        import struct
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, self.EXT4_IOC_SHUTDOWN, struct.pack("I", self.NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def unmount(self) -> None:
+        """Unmount (lazily) and detach the loop device."""
+        subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
+        if self.loop:
+            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
+            self.loop = ""
+
+
+@pytest.fixture
+def ext4_factory(tmp_path: Path) -> Iterator[Callable[[str], LoopExt4]]:
+    """Loop-mounted ext4 filesystems (root, losetup and mkfs.ext4 needed; skipped with the reason otherwise)."""
+    made: list[LoopExt4] = []
+    if _can_mount() or not shutil.which("losetup") or not shutil.which("mkfs.ext4"):
+        pytest.skip("loop-mounted ext4 needs root, losetup and mkfs.ext4")
+
+    def make(size: str = "32M") -> LoopExt4:
+        image = tmp_path / f"disk-{uuid.uuid4().hex[:6]}.img"
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        proc = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"mkfs.ext4 failed: {proc.stderr.strip()}")
+        mnt = tmp_path / f"ext4-{uuid.uuid4().hex[:6]}"
+        mnt.mkdir()
+        fs = LoopExt4(image, mnt)
+        try:
+            fs.mount()
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot loop-mount ext4 here: {exc.stderr}")
+        made.append(fs)
+        return fs
+
+    yield make
+    for fs in reversed(made):
+        fs.unmount()

@@ -34,17 +34,20 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> HostProcess:
 
 def test_init_sale_settle_status_tx_list_scrub(tmp_path: Path, host: HostProcess) -> None:
     data = tmp_path / "till"
-    _, out, _ = tv("init", "--terminal-id", "TVCLI001", "--host", host.address, "--capacity", "64MiB", "--json",
-                   data=data)
+    _, out, _ = tv(
+        "init", "--terminal-id", "TVCLI001", "--host", host.address, "--capacity", "64MiB", "--json", data=data
+    )
     assert out["ok"] and out["capacity_bytes"] <= 64 * 1024 * 1024
-    code, sale, _ = tv("sale", "--amount", "12.34", "--pan", "4111 1111 1111 1111", "--expiry", "3012", "--json",
-                       data=data)
+    code, sale, _ = tv(
+        "sale", "--amount", "12.34", "--pan", "4111 1111 1111 1111", "--expiry", "3012", "--json", data=data
+    )
     assert code == 0
     for key in ("status", "invoice", "reason", "masked_pan"):
         assert key in sale
     assert sale["status"] == "approved" and sale["amount"] == 1234 and sale["invoice"] == "000001"
-    code, declined, _ = tv("sale", "--amount", "12.34", "--pan", "4111111111111111", "--expiry", "2001", "--json",
-                           data=data, ok=(1,))
+    code, declined, _ = tv(
+        "sale", "--amount", "12.34", "--pan", "4111111111111111", "--expiry", "2001", "--json", data=data, ok=(1,)
+    )
     assert declined["status"] == "refused" and "expir" in declined["reason"]
     _, st, _ = tv("status", "--json", data=data)
     for key in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes", "pressure", "runway_days"):
@@ -63,8 +66,7 @@ def test_init_sale_settle_status_tx_list_scrub(tmp_path: Path, host: HostProcess
 def test_bad_input_gets_one_line_reason_and_nonzero_exit(tmp_path: Path, host: HostProcess) -> None:
     data = tmp_path / "till"
     tv("init", "--host", host.address, data=data)
-    code, _, err = tv("sale", "--amount", "12.345", "--pan", "4111111111111111", "--expiry", "3012",
-                      data=data, ok=(2,))
+    code, _, err = tv("sale", "--amount", "12.345", "--pan", "4111111111111111", "--expiry", "3012", data=data, ok=(2,))
     assert "12.345" in err and len(err.strip().splitlines()) == 1
     code, _, err = tv("sale", "--amount", "abc", "--pan", "4111111111111111", data=data, ok=(2,))
     assert "abc" in err
@@ -72,7 +74,7 @@ def test_bad_input_gets_one_line_reason_and_nonzero_exit(tmp_path: Path, host: H
     assert out["ok"] is False and "999" in out["reason"]
     code, _, err = tv("status", data=tmp_path / "nowhere", ok=(2,))
     assert "init" in err
-    code, _, err = tv("init", "--merchant-qr", "000201010211garbage6304ABCD", data=tmp_path / "x", ok=(2,))
+    _code, _, err = tv("init", "--merchant-qr", "000201010211garbage6304ABCD", data=tmp_path / "x", ok=(2,))
     assert "tag" in err.lower() or "qr" in err.lower()
     # Nothing stored was lost by the bad input.
     _, rows, _ = tv("tx", "list", "--json", data=data)
@@ -86,6 +88,7 @@ def test_sale_refused_when_the_store_is_full_exits_1_with_the_way_out(tmp_path: 
     cfg = json.loads((data / "terminal.json").read_text())
     cfg["space"]["quota_bytes"] = st["used_bytes"] + st["reserve_bytes"] + 1024
     (data / "terminal.json").write_text(json.dumps(cfg))
-    code, out, _ = tv("sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json",
-                      data=data, ok=(1,))
+    _code, out, _ = tv(
+        "sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(1,)
+    )
     assert out["status"] == "refused" and "tillvault settle" in out["reason"]

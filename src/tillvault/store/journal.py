@@ -143,6 +143,41 @@ def persist_wal(conn: sqlite3.Connection, path: Path) -> bool:
         return False
 
 
+class RecordingConnection:
+    """A connection proxy that remembers every statement that changes the database.
+
+    The mirror (device B) replays exactly these statements, with the same parameters, in one
+    transaction after the primary committed: both devices then hold the same rows, the same
+    events and the same chain (statement-based replication; deterministic because every
+    value, time and nonce is already in the parameters).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.recorded: list[tuple[str, Any, bool]] = []
+
+    @staticmethod
+    def _changes(sql: str) -> bool:
+        head = sql.lstrip()[:7].upper()
+        return not (head.startswith("SELECT") or head.startswith("PRAGMA") or head.startswith("WITH"))
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Execute and record a changing statement."""
+        if self._changes(sql):
+            self.recorded.append((sql, params, False))
+        return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, seq: Any) -> sqlite3.Cursor:
+        """Execute many and record them."""
+        rows = list(seq)
+        if self._changes(sql):
+            self.recorded.append((sql, rows, True))
+        return self._conn.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 class WriteContext:
     """Handed to a write's function: the connection, the time, and ``emit`` for events."""
 
@@ -194,6 +229,14 @@ class Journal:
         self._tip_chain = b""
         #: Hooks run after each committed write with the write class (space accounting).
         self.after_commit: list[Callable[[str], None]] = []
+        #: The journal on the second device, kept identical write by write (or None).
+        self.mirror: Journal | None = None
+        #: Called with (device, reason) when the mirror fails and is detached (degraded mode).
+        self.on_mirror_failure: Callable[[str, str], None] | None = None
+        #: Checked before each replication: a non-empty reason detaches the mirror (device gone).
+        self.mirror_check: Callable[[], str] | None = None
+        #: Called with (failed device, reason) when the primary fails and the mirror takes over.
+        self.on_failover: Callable[[str, str], None] | None = None
 
     # -- connection -------------------------------------------------------------------------
     def open(self) -> Journal:
@@ -278,8 +321,20 @@ class Journal:
         :raises DeviceFailed: an I/O error; nothing was written.
         """
         ts = now_ms() if ts_ms is None else ts_ms
+        try:
+            return self._write_once(fn, idem_key=idem_key, klass=klass, ts=ts)
+        except DeviceFailed as exc:
+            # The primary device failed (I/O error): the mirror holds every acknowledged write.
+            if self.mirror is None or not self._fail_over(str(exc)):
+                raise
+            return self._write_once(fn, idem_key=idem_key, klass=klass, ts=ts)
+
+    def _write_once(
+        self, fn: Callable[[WriteContext], Any], *, idem_key: str | None, klass: str, ts: int
+    ) -> WriteResult:
         with self._lock:
             conn = self._connect()
+            recorder = RecordingConnection(conn)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -288,10 +343,10 @@ class Journal:
                         if row is not None:
                             conn.execute("ROLLBACK")
                             return WriteResult(decode(row["result"]), (int(row["seq"]),), replayed=True)
-                    ctx = WriteContext(conn, ts, self._tip_seq, self._tip_chain)
+                    ctx = WriteContext(recorder, ts, self._tip_seq, self._tip_chain)  # type: ignore[arg-type]
                     result = fn(ctx)
                     if idem_key is not None:
-                        conn.execute(
+                        recorder.execute(
                             "INSERT INTO idempotency (key, seq, result) VALUES (?,?,?)",
                             (idem_key, ctx.seq, canonical(result).decode("utf-8")),
                         )
@@ -306,9 +361,105 @@ class Journal:
                     self._drop_connection()
                 raise error from exc
             self._tip_seq, self._tip_chain = ctx.seq, ctx.chain
+            # Acknowledged only once durable on every healthy device.
+            self._replicate(recorder.recorded)
         for hook in self.after_commit:
             hook(klass)
         return WriteResult(result, tuple(ctx.seqs))
+
+    def _replicate(self, statements: list[tuple[str, Any, bool]]) -> None:
+        mirror = self.mirror
+        if mirror is None or not statements:
+            return
+        try:
+            gone = self.mirror_check() if self.mirror_check is not None else ""
+            if gone:
+                raise DeviceFailed(gone)
+            mirror.replay(statements)
+        except (sqlite3.Error, OSError, TillVaultError) as exc:
+            self.mirror = None
+            mirror._drop_connection()
+            if self.on_mirror_failure is not None:
+                self.on_mirror_failure(mirror.device, str(exc))
+
+    def replay(self, statements: list[tuple[str, Any, bool]]) -> None:
+        """Apply statements recorded on the primary, in one durable transaction (mirror side).
+
+        :raises StorageFull, DeviceFailed: this device could not take them (nothing applied).
+        """
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params, many in statements:
+                        (conn.executemany if many else conn.execute)(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                error = map_sqlite_error(exc, path=self.path, device=self.device)
+                self._drop_connection()
+                raise error from exc
+            self._load_tip()
+
+    def execute_direct(self, sql: str, params: Any = ()) -> int:
+        """A bookkeeping write outside the event log (schedules, samples), on every device; rows changed."""
+        with self._lock:
+            try:
+                n = self._connect().execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+            self._replicate([(sql, params, False)])
+            return n
+
+    def _fail_over(self, reason: str) -> bool:
+        """Make the mirror the primary (the primary failed); returns True if it could."""
+        with self._lock:
+            mirror = self.mirror
+            if mirror is None:
+                return False
+            try:
+                mirror._connect()
+                mirror._load_tip()
+            except TillVaultError:
+                return False
+            failed = self.device
+            self._drop_connection()
+            self.path, self.device = mirror.path, mirror.device
+            self._conn, mirror._conn = mirror._conn, None
+            self.persistent_wal = mirror.persistent_wal
+            self.mirror = None
+            self._load_tip()
+        if self.on_failover is not None:
+            self.on_failover(failed, reason)
+        return True
+
+    def resilver(self, target: Journal) -> None:
+        """Copy this whole journal onto ``target`` (SQLite's online backup), verify, attach as mirror.
+
+        :raises JournalCorrupt: the copy does not match (tips differ) after copying.
+        """
+        with self._lock:
+            target._drop_connection()
+            for suffix in ("-wal", "-shm", ""):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{target.path}{suffix}")
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            dest = sqlite3.connect(target.path)
+            try:
+                self._connect().backup(dest)
+                dest.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error as exc:
+                dest.close()
+                raise map_sqlite_error(exc, path=target.path, device=target.device) from exc
+            dest.close()
+            target.open()
+            if target.tip != (self._tip_seq, self._tip_chain):
+                raise JournalCorrupt(f"resilvering device {target.device} did not reproduce the journal tip")
+            self.mirror = target
 
     def append(self, kind: str, body: dict[str, Any], *, klass: str = SALE) -> int:
         """Append one event on its own; returns its sequence number."""

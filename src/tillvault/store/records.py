@@ -288,12 +288,10 @@ class Records:
 
     def outbox_retry_later(self, message_id: int, *, error: str, next_attempt_ms: int) -> None:
         """Record a failed delivery attempt (not journalled as an event: it changes no money)."""
-        conn = self.journal.conn
-        with self.journal._lock:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?",
-                (error[:200], next_attempt_ms, message_id),
-            )
+        self.journal.execute_direct(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?",
+            (error[:200], next_attempt_ms, message_id),
+        )
 
     # -- queries ------------------------------------------------------------------------------
     def get(self, invoice: int) -> dict[str, Any]:

@@ -66,10 +66,53 @@ class Tiers:
         self.records = records
         self.keyring = keyring
         self.terminal_id = terminal_id
+        #: Segments folder on device B while B is healthy (copies are kept on both).
+        self.mirror_folder: Path | None = None
+        #: Called with a reason when copying to device B fails (the device set degrades B).
+        self.on_mirror_failure: Any = None
 
     def segment_path(self, name: str) -> Path:
-        """Where a segment's local copy lives."""
-        return self.folder / name
+        """Where a segment's local copy lives (device A, else device B)."""
+        path = self.folder / name
+        if not path.exists() and self.mirror_folder is not None and (self.mirror_folder / name).exists():
+            return self.mirror_folder / name
+        return path
+
+    def copies(self, name: str) -> list[tuple[str, Path]]:
+        """(device, path) of every place a copy may be."""
+        out = [("A", self.folder / name)]
+        if self.mirror_folder is not None:
+            out.append(("B", self.mirror_folder / name))
+        return out
+
+    def mirror_segment(self, name: str, digest: str) -> bool:
+        """Copy a segment to device B (atomic, verified); False (and B degraded) if B cannot take it."""
+        if self.mirror_folder is None:
+            return False
+        from tillvault.store.archive import DirectorySink
+
+        try:
+            self.mirror_folder.mkdir(parents=True, exist_ok=True)
+            DirectorySink(self.mirror_folder).put(self.folder / name, digest)
+        except (ArchiveUnavailable, OSError) as exc:
+            if self.on_mirror_failure is not None:
+                self.on_mirror_failure(f"copying segment {name} to device B failed: {exc}")
+            return False
+        return True
+
+    def mirror_all(self) -> int:
+        """Copy to device B every local segment it lacks (after B returns); segments copied."""
+        if self.mirror_folder is None:
+            return 0
+        n = 0
+        for seg in self.catalogue():
+            if seg["local"] and (self.folder / seg["name"]).exists():
+                target = self.mirror_folder / seg["name"]
+                if not (target.exists() and file_sha256(target) == seg["digest"]):
+                    if not self.mirror_segment(seg["name"], seg["digest"]):
+                        break
+                    n += 1
+        return n
 
     # -- catalogue ----------------------------------------------------------------------------
     def catalogue(self) -> list[dict[str, Any]]:
@@ -201,6 +244,7 @@ class Tiers:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        self.mirror_segment(name, digest)
         return len(records)
 
     def purge_sealed_rows(self) -> int:
@@ -283,8 +327,9 @@ class Tiers:
                 report.errors.append(f"{seg['name']}: the archive no longer holds a verified copy; kept")  # type: ignore[union-attr]
                 continue
             self._mark(seg["name"], "segment_evicted", local=0, evicted=True)
-            with contextlib.suppress(FileNotFoundError):
-                self.segment_path(seg["name"]).unlink()
+            for _, copy in self.copies(seg["name"]):
+                with contextlib.suppress(FileNotFoundError):
+                    copy.unlink()
             report.evicted += 1
             report.freed_bytes += int(seg["bytes"])
         return report
@@ -324,23 +369,38 @@ class Tiers:
 
         self.journal.write(apply, klass=SETTLEMENT)
 
-    def verify(self) -> list[dict[str, Any]]:
-        """Problems with local segments: missing files, digest mismatches, undecryptable blocks."""
+    def verify(self, *, repair: bool = False) -> list[dict[str, Any]]:
+        """Problems with local segment copies on each device; with ``repair`` a bad or missing copy
+        is replaced from a good one (and reported as repaired)."""
         problems = []
         for seg in self.catalogue():
             if not seg["local"]:
                 continue
-            path = self.segment_path(seg["name"])
-            if not path.exists():
-                problems.append({"where": "segments", "segment": seg["name"], "problem": "local copy missing"})
+            good: Path | None = None
+            bad: list[tuple[str, Path, str]] = []
+            for device, path in self.copies(seg["name"]):
+                if not path.exists():
+                    if device == "A" or self.mirror_folder is not None:
+                        bad.append((device, path, "copy missing"))
+                    continue
+                found = verify_segment(path, self.keyring)
+                if found or file_sha256(path) != seg["digest"]:
+                    bad.append((device, path, "; ".join(found) or "file digest differs from the catalogue"))
+                elif good is None:
+                    good = path
+            if good is None and not bad:
                 continue
-            found = verify_segment(path, self.keyring)
-            if found or file_sha256(path) != seg["digest"]:
-                problems.append(
-                    {
-                        "where": "segments",
-                        "segment": seg["name"],
-                        "problem": "; ".join(found) or "file digest differs from the catalogue",
-                    }
-                )
+            for device, path, why in bad:
+                entry = {"where": "segments", "segment": seg["name"], "device": device, "problem": why}
+                if repair and good is not None:
+                    from tillvault.store.archive import DirectorySink
+
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    try:
+                        DirectorySink(path.parent).put(good, seg["digest"])
+                        entry["repaired"] = f"copied from device {'A' if good.parent == self.folder else 'B'}"
+                    except (ArchiveUnavailable, OSError) as exc:
+                        entry["repair_failed"] = str(exc)
+                problems.append(entry)
         return problems

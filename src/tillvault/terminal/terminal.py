@@ -60,6 +60,9 @@ class Terminal:
         self.tiers = Tiers(self.data_dir, self.journal, self.records, keyring, config.terminal_id)
         self.caches = CacheManager(self.data_dir, clock=lambda: self.clock().timestamp())
         self.retention = RetentionPolicy.from_dict(config.retention)
+        from tillvault.terminal.devices import DeviceSet
+
+        self.devices = DeviceSet(self)
         self._client: Any = None
         self._lock_fd: int | None = None
         self._last_sample_ms = 0
@@ -136,6 +139,12 @@ class Terminal:
             archive=str(archive) if archive else None,
             retention=RetentionPolicy.from_dict(retention).to_dict(),
         )
+        if device_b:
+            from tillvault.store.devices import write_marker
+
+            if Path(device_b).resolve() == data_dir.resolve():
+                raise InvalidInput("--device-b must be another folder (on another filesystem) than the data folder")
+            write_marker(Path(device_b), terminal_uuid=term_uuid, device="B")
         config.save(data_dir)
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.space.ensure_ballast()
@@ -193,6 +202,8 @@ class Terminal:
             self._client.close()
             self._client = None
         self.journal.close()
+        if self.devices.b_journal is not None:
+            self.devices.b_journal.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -231,6 +242,7 @@ class Terminal:
         """Keep the physical reserve topped up and sample usage for the forecast (cheap when idle)."""
         with contextlib.suppress(StorageFull):
             self.space.maintain()
+        self.devices.maintain()
         self.sample_usage()
 
     def sample_usage(self, *, kind: str = "sample", min_interval_ms: int = 3_600_000) -> None:
@@ -243,8 +255,8 @@ class Terminal:
             self._last_sample_ms = int(last)
             return
         used = self.space.status().used_bytes
-        with contextlib.suppress(Exception), self.journal._lock:
-            self.journal.conn.execute(
+        with contextlib.suppress(TillVaultError):
+            self.journal.execute_direct(
                 "INSERT OR REPLACE INTO usage_samples (ts_ms, used_bytes, kind) VALUES (?, ?, ?)", (now, used, kind)
             )
         self._last_sample_ms = now
@@ -285,17 +297,12 @@ class Terminal:
         now = self.now_ms()
         r = self.retention
         out = {"customers": 0, "outbox": 0, "samples": 0, "segments_evicted": 0}
-        with self.journal._lock:
-            conn = self.journal.conn
-            out["customers"] = conn.execute(
-                "DELETE FROM customers WHERE last_ms < ?", (r.cutoff_ms("customers_inactive", now),)
-            ).rowcount
-            out["outbox"] = conn.execute(
-                "DELETE FROM outbox WHERE status = 'delivered' AND created_ms < ?", (r.cutoff_ms("audit", now),)
-            ).rowcount
-            out["samples"] = conn.execute(
-                "DELETE FROM usage_samples WHERE ts_ms < ?", (r.cutoff_ms("audit", now),)
-            ).rowcount
+        direct = self.journal.execute_direct
+        out["customers"] = direct("DELETE FROM customers WHERE last_ms < ?", (r.cutoff_ms("customers_inactive", now),))
+        out["outbox"] = direct(
+            "DELETE FROM outbox WHERE status = 'delivered' AND created_ms < ?", (r.cutoff_ms("audit", now),)
+        )
+        out["samples"] = direct("DELETE FROM usage_samples WHERE ts_ms < ?", (r.cutoff_ms("audit", now),))
         sink = self.archive_sink()
         if sink is not None:
             with contextlib.suppress(TillVaultError):
@@ -490,20 +497,16 @@ class Terminal:
             **self.tiers.counts(),
             "caches": self.caches.usage(),
             "archive": self.config.archive,
-            "devices": [{"name": "A", "path": str(self.data_dir), "state": "ok"}],
+            "devices": self.devices.status(),
+            "alerts": self.devices.alerts(),
         }
         out["message"], out["message_zh"] = messages(out["pressure"], "A", out)
         return out
 
     def scrub(self) -> dict[str, Any]:
-        """Verify the journal: integrity, every checksum, the whole chain (``{"ok", "checked", "problems"}``)."""
-        report = self.journal.verify().to_dict()
-        segs = self.tiers.verify()
-        report["checked"] += len(self.tiers.catalogue())
-        if segs:
-            report["ok"] = False
-            report["problems"].extend(segs)
-        return report
+        """Verify every record, checksum, the hash chain and every segment on both devices, and
+        repair a bad copy from the good one (``{"ok", "checked", "problems", "repaired"}``)."""
+        return self.devices.scrub()
 
 
 #: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).

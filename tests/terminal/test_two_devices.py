@@ -1,0 +1,178 @@
+"""Two storage devices on real filesystems (two small tmpfs): mirroring, B full / failing / gone /
+replaced, A failing, corruption repaired by scrub. Sales and settlement continue in every case."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tillvault.domain.cards import luhn_check_digit
+from tillvault.host.process import HostProcess
+from tillvault.store.archive import file_sha256
+from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+from tillvault.terminal.terminal import Terminal
+
+PANS = [p + luhn_check_digit(p) for p in (f"62284800{i:07d}" for i in range(200))]
+
+
+def _make(a: Path, b: Path, host: HostProcess, tid: str) -> Terminal:
+    return Terminal.init(
+        a / "data", terminal_id=tid, merchant_qr=DEMO_MERCHANT_QR, host=host.address, device_b=b / "till"
+    )
+
+
+def _sell(t: Terminal, n: int, start: int = 0) -> list[int]:
+    out = []
+    for i in range(start, start + n):
+        r = t.sale(100 + i, PANS[i % len(PANS)], "3012")
+        assert r.status == "approved", r.reason
+        out.append(r.invoice)
+    return out
+
+
+def test_every_write_and_segment_is_on_both_devices(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV01")
+    try:
+        _sell(t, 20)
+        assert t.devices.b_journal is not None and t.devices.b_journal.tip == t.journal.tip
+        t.settle()
+        seg = t.tiers.catalogue()[0]
+        copy_b = b.path / "till" / "segments" / seg["name"]
+        assert file_sha256(copy_b) == seg["digest"]
+        assert t.devices.b_journal.tip == t.journal.tip
+        assert [d["state"] for d in t.status()["devices"]] == ["ok", "ok"]
+    finally:
+        t.close()
+
+
+def test_device_b_full_mid_day_then_back(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("8m")
+    t = _make(a.path, b.path, host, "TV2DEV02")
+    try:
+        before = _sell(t, 10)
+        filler = b.fill()
+        after: list[int] = []
+        while not t.devices.alerts() and len(after) < 600:  # B's own reserve absorbs some first
+            after += _sell(t, 1, start=10 + len(after))
+        after += _sell(t, 30, start=10 + len(after))  # keeps selling on A
+        alerts = t.status()["alerts"]
+        assert alerts and alerts[0]["device"] == "B" and alerts[0]["state"] == "full"
+        assert "storage device B is full: running on A only" in alerts[0]["message"]
+        assert "存储设备B已满" in alerts[0]["message_zh"]
+        report = t.settle()
+        assert report.balanced and report.totals.sales_count == 10 + len(after)
+        filler.unlink()
+        t.maintain()  # between sales: B is back, resilvered
+        assert t.status()["alerts"] == []
+        assert t.devices.b_journal is not None and t.devices.b_journal.tip == t.journal.tip
+        assert all(t.find_transaction(i)["status"] == "approved" for i in before + after)
+        assert t.scrub()["ok"]
+    finally:
+        t.close()
+
+
+def test_device_b_failing_with_eio_then_back(tmpfs_factory, ext4_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), ext4_factory("32M")
+    t = _make(a.path, b.path, host, "TV2DEV06")
+    try:
+        first = _sell(t, 5)
+        b.shutdown()  # the SD card fails: every I/O returns EIO
+        more = _sell(t, 5, start=5)
+        alert = t.status()["alerts"][0]
+        assert alert["device"] == "B" and alert["state"] == "failed"
+        assert alert["message"] == "storage device B failed: running on A only; replace B"
+        b_health = next(d for d in t.status()["devices"] if d["name"] == "B")["health"]
+        assert b_health["state"] == "failing" and b_health["observed"]["io_errors"] >= 1
+        assert t.settle().balanced
+        # The card is re-seated (fs recovered): B is resilvered between sales.
+        b.unmount()
+        b.mount()
+        t.maintain()
+        assert t.status()["alerts"] == []
+        assert t.devices.b_journal.tip == t.journal.tip
+        assert all(t.find_transaction(i)["status"] == "approved" for i in first + more)
+        assert t.scrub()["ok"]
+    finally:
+        t.close()
+
+
+def test_device_b_gone_then_replaced(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV03")
+    try:
+        _sell(t, 10)
+        # Unplugged: the folder is no longer the device.
+        subprocess.run(["umount", "-l", str(b.path)], check=True)
+        _sell(t, 5, start=10)
+        alert = t.status()["alerts"][0]
+        assert alert["state"] == "gone" and "storage device B is gone" in alert["message"]
+        assert t.settle().balanced
+        # A new, empty card in the slot is not adopted silently...
+        t.maintain()
+        assert t.status()["alerts"][0]["state"] == "gone"
+        t.close()
+        # ...but `init`-time marker on a fresh card (the replace procedure) brings B back, resilvered.
+        from tillvault.store.devices import write_marker
+
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(b.path)], check=True)
+        t = Terminal.open(a.path / "data")
+        write_marker(b.path / "till", terminal_uuid=t.config.terminal_uuid, device="B")
+        t.maintain()
+        assert t.status()["alerts"] == []
+        assert t.devices.b_journal.tip == t.journal.tip
+        assert t.scrub()["ok"]
+    finally:
+        t.close()
+
+
+def test_device_a_failing_fails_over_to_b(ext4_factory, tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = ext4_factory("64M"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV04")
+    try:
+        first = _sell(t, 5)
+        a.shutdown()
+        more = _sell(t, 5, start=5)
+        st = t.status()
+        assert st["alerts"][0]["device"] == "A" and "running on B only" in st["alerts"][0]["message"]
+        assert t.journal.device == "B"
+        assert all(t.records.get(i)["status"] == "approved" for i in first + more)
+        assert t.journal.verify().ok
+    finally:
+        t.close()
+
+
+def test_scrub_repairs_a_corrupt_journal_and_segment_on_one_device(
+    tmpfs_factory,
+    host: HostProcess,  # type: ignore[no-untyped-def]
+) -> None:
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV05")
+    try:
+        _sell(t, 20)
+        t.settle()
+        _sell(t, 10, start=20)
+        seg = t.tiers.catalogue()[0]
+        # Corrupt the segment on B and a transaction row inside B's journal.
+        copy_b = b.path / "till" / "segments" / seg["name"]
+        data = bytearray(copy_b.read_bytes())
+        data[len(data) // 2] ^= 0x55
+        copy_b.write_bytes(bytes(data))
+        t.devices.b_journal.conn.execute(
+            "UPDATE transactions SET amount = amount + 1 WHERE invoice = (SELECT max(invoice) FROM transactions)"
+        )
+        report = t.scrub()
+        devices = {p["device"] for p in report["problems"]}
+        assert devices == {"B"}
+        repaired = {(r["device"], r["what"]) for r in report["repaired"]}
+        assert ("B", "journal") in repaired and ("B", seg["name"]) in repaired
+        assert report["ok"]
+        assert file_sha256(copy_b) == seg["digest"]
+        # And the other way round: A's segment copy is damaged, B's is good.
+        copy_a = a.path / "data" / "segments" / seg["name"]
+        copy_a.write_bytes(b"\0" * 100)
+        report = t.scrub()
+        assert ("A", seg["name"]) in {(r["device"], r["what"]) for r in report["repaired"]}
+        assert t.scrub()["ok"] and t.scrub()["problems"] == []
+    finally:
+        t.close()
