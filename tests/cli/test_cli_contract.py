@@ -66,15 +66,15 @@ def test_init_sale_settle_status_tx_list_scrub(tmp_path: Path, host: HostProcess
 def test_bad_input_gets_one_line_reason_and_nonzero_exit(tmp_path: Path, host: HostProcess) -> None:
     data = tmp_path / "till"
     tv("init", "--host", host.address, data=data)
-    code, _, err = tv("sale", "--amount", "12.345", "--pan", "4111111111111111", "--expiry", "3012", data=data, ok=(2,))
+    _, _, err = tv("sale", "--amount", "12.345", "--pan", "4111111111111111", "--expiry", "3012", data=data, ok=(2,))
     assert "12.345" in err and len(err.strip().splitlines()) == 1
-    code, _, err = tv("sale", "--amount", "abc", "--pan", "4111111111111111", data=data, ok=(2,))
+    _, _, err = tv("sale", "--amount", "abc", "--pan", "4111111111111111", data=data, ok=(2,))
     assert "abc" in err
-    code, out, _ = tv("void", "999", "--json", data=data, ok=(2,))
+    _, out, _ = tv("void", "999", "--json", data=data, ok=(2,))
     assert out["ok"] is False and "999" in out["reason"]
-    code, _, err = tv("status", data=tmp_path / "nowhere", ok=(2,))
+    _, _, err = tv("status", data=tmp_path / "nowhere", ok=(2,))
     assert "init" in err
-    _code, _, err = tv("init", "--merchant-qr", "000201010211garbage6304ABCD", data=tmp_path / "x", ok=(2,))
+    _, _, err = tv("init", "--merchant-qr", "000201010211garbage6304ABCD", data=tmp_path / "x", ok=(2,))
     assert "tag" in err.lower() or "qr" in err.lower()
     # Nothing stored was lost by the bad input.
     _, rows, _ = tv("tx", "list", "--json", data=data)
@@ -88,7 +88,7 @@ def test_sale_refused_when_the_store_is_full_exits_1_with_the_way_out(tmp_path: 
     cfg = json.loads((data / "terminal.json").read_text())
     cfg["space"]["quota_bytes"] = st["used_bytes"] + st["reserve_bytes"] + 1024
     (data / "terminal.json").write_text(json.dumps(cfg))
-    _code, out, _ = tv(
+    _, out, _ = tv(
         "sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(1,)
     )
     assert out["status"] == "refused" and "tillvault settle" in out["reason"]

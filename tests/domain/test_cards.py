@@ -133,9 +133,7 @@ def test_co_branded_unionpay_discover_range_is_unionpay_with_a_note() -> None:
 def test_unionpay_luhn_failure_is_a_warning_not_an_error() -> None:
     result = check_card("6212345678901266")
     assert result.valid and not result.luhn_ok
-    assert result.warnings == [
-        "PAN 621234******1266 fails the Luhn check; accepted because UnionPay PANs are exempt"
-    ]
+    assert result.warnings == ["PAN 621234******1266 fails the Luhn check; accepted because UnionPay PANs are exempt"]
 
 
 def test_luhn_failure_on_other_brands_is_an_error_with_masked_pan() -> None:
@@ -159,9 +157,7 @@ def test_wrong_length_names_the_brand_and_its_lengths(pan: str, message: str) ->
 
 def test_letters_and_symbols_are_rejected_naming_the_position() -> None:
     result = check_card("4111 1111 1111 111A")
-    assert result.errors == [
-        "PAN contains a letter ('A') at position 19; only digits, spaces and dashes are allowed"
-    ]
+    assert result.errors == ["PAN contains a letter ('A') at position 19; only digits, spaces and dashes are allowed"]
     assert "position 5" in check_card("4111.1111.1111.1111").errors[0]
     assert check_card("").errors == ["PAN is empty"]
     assert "non-ASCII digit" in check_card("４111111111111111").errors[0]
@@ -179,9 +175,7 @@ def test_unknown_brand_is_an_error() -> None:
 
 def test_expiry_is_valid_through_the_last_day_of_the_month() -> None:
     assert check_expiry("2512", today=date(2025, 12, 31)) == []
-    assert check_expiry("2512", today=date(2026, 1, 1)) == [
-        "card expired: expiry 2512 (month 2025-12) has passed"
-    ]
+    assert check_expiry("2512", today=date(2026, 1, 1)) == ["card expired: expiry 2512 (month 2025-12) has passed"]
     assert check_expiry("2601", today=date(2025, 12, 31)) == []
 
 

@@ -244,9 +244,7 @@ def build_crc(body: str) -> str:
 
 def test_documentation_vector_with_a_wrong_crc_is_caught() -> None:
     # The HKMA FPS sample as copied in public code: its printed CRC 84E1 is wrong (D1A3 is right).
-    result = parse_qr(
-        "00020101021226270012hk.com.hkicl0207999999952040000530334454031235802HK5902NA6002HK630484E1"
-    )
+    result = parse_qr("00020101021226270012hk.com.hkicl0207999999952040000530334454031235802HK5902NA6002HK630484E1")
     assert result.errors == ["tag 63: CRC is 84E1, expected D1A3"]
 
 
@@ -299,8 +297,7 @@ def test_non_digit_length_is_reported() -> None:
     )
     assert parse_qr("0002010102115A" + "x" * 20).errors[0] == "position 12: tag id '5A' is not two digits"
     assert parse_qr("0002010102112X").errors[0] == (
-        "truncated at position 12: 2 character(s) left, "
-        "a tag needs at least 4 (2-digit id and 2-digit length)"
+        "truncated at position 12: 2 character(s) left, a tag needs at least 4 (2-digit id and 2-digit length)"
     )
 
 
@@ -423,9 +420,7 @@ CHINESE = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5)
 
 
 def label(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(st.one_of(NAME_CHARS, CHINESE), min_size=1, max_size=max_size).filter(
-        lambda s: s.strip() != ""
-    )
+    return st.text(st.one_of(NAME_CHARS, CHINESE), min_size=1, max_size=max_size).filter(lambda s: s.strip() != "")
 
 
 @st.composite
@@ -439,12 +434,8 @@ def qr_inputs(draw: st.DrawFn) -> dict[str, object]:
         )
         for _ in range(n_accounts)
     ]
-    extra = draw(
-        st.dictionaries(st.sampled_from(["bill_number", "reference_label", "terminal_label"]), label(25))
-    )
-    alt = draw(
-        st.none() | st.builds(lambda n, c: {"language": "ZH", "name": n, "city": c}, label(25), label(15))
-    )
+    extra = draw(st.dictionaries(st.sampled_from(["bill_number", "reference_label", "terminal_label"]), label(25)))
+    alt = draw(st.none() | st.builds(lambda n, c: {"language": "ZH", "name": n, "city": c}, label(25), label(15)))
     return {
         "name": draw(label(25)),
         "city": draw(label(15)),

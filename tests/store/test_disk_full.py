@@ -19,8 +19,9 @@ from tillvault.terminal.terminal import Terminal
 
 def _sale(t: Terminal, amount: int) -> dict:
     with t.admit_sale():
-        tx = t.records.record_intent(kind="sale", amount=amount, currency="CNY", business_date=t.business_date(),
-                                     masked_pan="622848******0001")
+        tx = t.records.record_intent(
+            kind="sale", amount=amount, currency="CNY", business_date=t.business_date(), masked_pan="622848******0001"
+        )
         return t.records.record_outcome(tx["invoice"], status="approved", response_code="00", rrn="000000000001")
 
 
