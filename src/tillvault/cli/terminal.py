@@ -383,11 +383,72 @@ def reconcile(
         raise typer.Exit(3)
 
 
+PassOpt = Annotated[
+    str,
+    typer.Option(
+        "--passphrase",
+        envvar="TILLVAULT_BACKUP_PASSPHRASE",
+        prompt=True,
+        hide_input=True,
+        help="Passphrase that protects the backup's key ring.",
+    ),
+]
+
+
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new or empty folder (another disk, a NAS, a USB key).")],
+    passphrase: PassOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a consistent, encrypted, versioned backup (sales may keep running meanwhile)."""
+    from tillvault.store.backup import create_backup
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data) as t:
+            return create_backup(t, dest, passphrase)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **out})
+    else:
+        console.print(
+            f"backup of {out['terminal_id']} written to {dest}: journal up to event "
+            f"{out['journal_tip_seq']}, {len(out['segments'])} segment(s), {len(out['files'])} files"
+        )
+
+
+def restore(
+    src: Annotated[Path, typer.Argument(help="A backup folder written by tillvault backup.")],
+    passphrase: PassOpt,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", envvar="TILLVAULT_KEYRING", help="Key ring folder for the restored terminal."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the terminal from a backup into the (empty) data folder and verify it."""
+    from tillvault.store.backup import restore_backup
+
+    out = guarded(lambda: restore_backup(src, state.data, passphrase, keyring), as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(
+            f"restored {out['terminal_id']} into {out['restored_to']}: journal up to event "
+            f"{out['journal_tip_seq']}, {out['segments']} segment(s); verify: "
+            f"{'ok' if out['ok'] else 'PROBLEMS'}"
+        )
+    if not out["ok"]:
+        raise typer.Exit(3)
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
     app.command("cleanup")(cleanup)
     app.command("reconcile")(reconcile)
+    app.command("backup")(backup)
+    app.command("restore")(restore)
     app.command("sale")(sale)
     app.command("refund")(refund)
     app.command("void")(void)

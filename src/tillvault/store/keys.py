@@ -162,7 +162,7 @@ class KeyRing:
         except KeyError:
             raise KeyRingError(f"key ring {self.path} lacks key {key_id!r}") from None
 
-    def keys(self) -> list[Key]:
+    def all_keys(self) -> list[Key]:
         """All keys, active and retired."""
         return list(self._keys.values())
 

@@ -1,0 +1,77 @@
+"""Backup while sales run, restore elsewhere, verify; damaged backups and wrong passphrases are refused."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tillvault.domain.cards import luhn_check_digit
+from tillvault.errors import KeyRingError
+from tillvault.store.backup import BackupCorrupt, create_backup, restore_backup
+from tillvault.terminal.terminal import Terminal
+
+PANS = [p + luhn_check_digit(p) for p in (f"62284800{i:07d}" for i in range(100))]
+
+
+def test_backup_during_a_stream_of_sales_restores_every_acknowledged_sale(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    t = make_terminal()
+    for i in range(30):
+        assert t.sale(100 + i, PANS[i], "3012").status == "approved"
+    t.settle()  # a sealed segment too
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def sell() -> None:
+        i = 0
+        while not stop.is_set() and i < 400:
+            r = t.sale(500 + i, PANS[i % len(PANS)], "3012")
+            if r.status == "approved":
+                acknowledged.append(r.invoice)
+            i += 1
+
+    seller = threading.Thread(target=sell)
+    seller.start()
+    try:
+        while len(acknowledged) < 20:
+            pass
+        before = list(acknowledged)
+        manifest = create_backup(t, tmp_path / "backup", "correct horse battery staple")
+    finally:
+        stop.set()
+        seller.join()
+    assert manifest["segments"] and manifest["journal_tip_seq"] > 0
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "backup").rglob("*") if p.is_file())
+    assert all(pan.encode() not in raw for pan in PANS)
+    result = restore_backup(tmp_path / "backup", tmp_path / "new-device", "correct horse battery staple",
+                            tmp_path / "new-ring")
+    assert result["ok"], result["scrub"]["problems"]
+    with Terminal.open(tmp_path / "new-device") as restored:
+        assert restored.scrub()["ok"]
+        for invoice in before:
+            assert restored.find_transaction(invoice)["status"] == "approved"
+        assert len(restored.tiers.catalogue()) == 1
+        assert restored.find_transaction(1)["amount"] == 100  # from the sealed segment
+
+
+def test_wrong_passphrase_and_damage_are_refused(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:
+    t = make_terminal()
+    t.sale(100, PANS[0], "3012")
+    create_backup(t, tmp_path / "b", "secret")
+    with pytest.raises(KeyRingError, match="passphrase"):
+        restore_backup(tmp_path / "b", tmp_path / "x", "not-the-secret", tmp_path / "ring")
+    journal = tmp_path / "b" / "journal.tvb"
+    data = bytearray(journal.read_bytes())
+    data[40] ^= 1
+    journal.write_bytes(bytes(data))
+    with pytest.raises(BackupCorrupt, match="damaged"):
+        restore_backup(tmp_path / "b", tmp_path / "y", "secret", tmp_path / "ring")
+    (tmp_path / "b" / "manifest.json").unlink()
+    with pytest.raises(BackupCorrupt, match="manifest"):
+        restore_backup(tmp_path / "b", tmp_path / "z", "secret", tmp_path / "ring")
+    with pytest.raises(Exception, match="not empty"):
+        create_backup(t, tmp_path / "b", "secret")
