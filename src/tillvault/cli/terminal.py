@@ -41,6 +41,9 @@ def init(
     archive: Annotated[
         Path | None, typer.Option("--archive", help="Archive folder for sealed segments (a NAS or USB disk).")
     ] = None,
+    host_ca: Annotated[
+        Path | None, typer.Option("--host-ca", help="CA certificate (PEM): reach the host over TLS.")
+    ] = None,
     merchant_id: Annotated[
         str | None, typer.Option("--merchant-id", help="Override the merchant id (field 42).")
     ] = None,
@@ -63,6 +66,7 @@ def init(
             merchant_id=merchant_id,
             licence_number=licence,
             archive=archive,
+            host_tls_ca=host_ca,
         )
         with t:
             return {

@@ -47,6 +47,8 @@ class TerminalConfig:
     #: The open batch is settled (or the merchant told to) when it reaches this count.
     batch_max_count: int = 1500
     host_timeout_s: float = 10.0
+    #: CA certificate (PEM) to reach the host over TLS; None: plain TCP (a private network).
+    host_tls_ca: str | None = None
     format: str = CONFIG_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class Terminal:
         offline: dict[str, Any] | None = None,
         archive: str | Path | None = None,
         retention: dict[str, Any] | None = None,
+        host_tls_ca: str | Path | None = None,
         clock: Clock = system_clock,
     ) -> Terminal:
         """Create a terminal in ``data_dir``: configuration, key ring (elsewhere), journal, reserve.
@@ -138,6 +139,7 @@ class Terminal:
             device_b=str(device_b) if device_b else None,
             archive=str(archive) if archive else None,
             retention=RetentionPolicy.from_dict(retention).to_dict(),
+            host_tls_ca=str(Path(host_tls_ca).resolve()) if host_tls_ca else None,
         )
         if device_b:
             from tillvault.store.devices import write_marker
@@ -332,10 +334,16 @@ class Terminal:
         if self._client is None:
             from tillvault.host.client import HostClient
 
+            context = None
+            if self.config.host_tls_ca:
+                import ssl
+
+                context = ssl.create_default_context(cafile=self.config.host_tls_ca)
             self._client = HostClient(
                 self.config.host,
                 timeout=self.config.host_timeout_s,
                 connect_timeout=min(3.0, self.config.host_timeout_s),
+                ssl_context=context,
             )
         return self._client
 
