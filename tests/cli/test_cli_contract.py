@@ -92,3 +92,17 @@ def test_sale_refused_when_the_store_is_full_exits_1_with_the_way_out(tmp_path: 
         "sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(1,)
     )
     assert out["status"] == "refused" and "tillvault settle" in out["reason"]
+
+
+def test_tx_list_includes_settled_and_sealed_transactions(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    tv("init", "--host", host.address, "--terminal-id", "TVCLI003", data=data)
+    for amount in ("1.00", "2.00"):
+        tv("sale", "--amount", amount, "--pan", "4111111111111111", "--expiry", "3012", data=data)
+    tv("settle", data=data)
+    tv("sale", "--amount", "3.00", "--pan", "4111111111111111", "--expiry", "3012", data=data)
+    _, rows, _ = tv("tx", "list", "--json", data=data)
+    assert [r["amount"] for r in rows] == [300, 200, 100]
+    assert [r["batch"] for r in rows] == [2, 1, 1]
+    _, st, _ = tv("status", "--json", data=data)
+    assert st["sealed_transactions"] == 2

@@ -153,11 +153,11 @@ def tx_list(
 
     def run() -> list[dict[str, Any]]:
         with _open() as t:
-            return t.records.list(batch=batch, status=status_, limit=limit)
+            return t.transactions(batch=batch, status=status_, limit=limit)
 
     rows = guarded(run, as_json=as_json)
     if as_json:
-        emit_json([{k: v for k, v in r.items() if k not in ("card_token", "idem_key")} for r in rows])
+        emit_json([{k: v for k, v in r.items() if k not in ("card_token", "idem_key", "extra")} for r in rows])
         return
     table = Table()
     for col in ("invoice", "kind", "status", "amount", "currency", "masked_pan", "batch", "rrn"):

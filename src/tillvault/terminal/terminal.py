@@ -290,6 +290,28 @@ class Terminal:
                 raise
             return found
 
+    def transactions(
+        self, *, batch: int | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Transactions newest first: the hot journal, then local sealed segments."""
+        import json as _json
+
+        rows = self.records.list(batch=batch, status=status, limit=limit)
+        seen = {r["invoice"] for r in rows}
+        if len(rows) < limit:
+            for rec in self.tiers.iter_records():
+                if len(rows) >= limit:
+                    break
+                if rec["invoice"] in seen or (batch is not None and rec["batch"] != batch):
+                    continue
+                if status is not None and rec["status"] != status:
+                    continue
+                if isinstance(rec.get("extra"), str):
+                    rec = {**rec, "extra": _json.loads(rec["extra"])}
+                rows.append(rec)
+        rows.sort(key=lambda r: r["invoice"], reverse=True)
+        return rows[:limit]
+
     def archive_sink(self) -> DirectorySink | None:
         """The configured archive sink, if any."""
         return DirectorySink(self.config.archive) if self.config.archive else None
