@@ -178,3 +178,42 @@ def test_wal_survives_close_so_a_full_disk_can_still_commit(tmp_path: Path) -> N
     wal = tmp_path / "journal.db-wal"
     assert j.persistent_wal
     assert wal.exists() and wal.stat().st_size > 64 * 1024
+
+
+def test_migrations_carry_existing_rows_forward(tmp_path: Path) -> None:
+    from tillvault.store import schema
+    from tillvault.store.encoding import row_checksum
+    from tillvault.store.records import TX_COLUMNS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version in range(2):  # a journal written by schema version 2
+        conn.execute("BEGIN")
+        for statement in schema.MIGRATIONS[version]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+        conn.execute("COMMIT")
+    row = dict.fromkeys(TX_COLUMNS)
+    row.update(
+        invoice=7,
+        terminal_id="TV000001",
+        batch=1,
+        stan=7,
+        business_date="2026-11-25",
+        kind="sale",
+        status="approved",
+        amount=1234,
+        currency="CNY",
+        created_ms=1,
+        updated_ms=1,
+        idem_key="k",
+    )
+    conn.execute(
+        f"INSERT INTO transactions ({', '.join(TX_COLUMNS)}, checksum) VALUES ({', '.join('?' * (len(TX_COLUMNS) + 1))})",
+        (*row.values(), row_checksum(row)),
+    )
+    conn.close()
+    j = Journal(path).open()
+    assert j.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert Records(j, "TV000001").by_idem_key("k")["amount"] == 1234
+    assert j.verify().ok
