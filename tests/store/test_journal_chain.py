@@ -208,8 +208,9 @@ def test_migrations_carry_existing_rows_forward(tmp_path: Path) -> None:
         updated_ms=1,
         idem_key="k",
     )
+    marks = ", ".join("?" * (len(TX_COLUMNS) + 1))
     conn.execute(
-        f"INSERT INTO transactions ({', '.join(TX_COLUMNS)}, checksum) VALUES ({', '.join('?' * (len(TX_COLUMNS) + 1))})",
+        f"INSERT INTO transactions ({', '.join(TX_COLUMNS)}, checksum) VALUES ({marks})",
         (*row.values(), row_checksum(row)),
     )
     conn.close()
