@@ -106,3 +106,27 @@ def test_tx_list_includes_settled_and_sealed_transactions(tmp_path: Path, host: 
     assert [r["batch"] for r in rows] == [2, 1, 1]
     _, st, _ = tv("status", "--json", data=data)
     assert st["sealed_transactions"] == 2
+
+
+def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host: HostProcess, tmpfs) -> None:  # type: ignore[no-untyped-def]
+    data = tmpfs.path / "till"
+    tv("init", "--host", host.address, "--terminal-id", "TVFULL02", data=data)
+    for amount in ("1.00", "2.00", "3.00"):
+        tv("sale", "--amount", amount, "--pan", "6212345678901235", "--expiry", "3012", data=data)
+    tmpfs.fill()
+    refused = None
+    for _ in range(200):  # the headroom above the reserve takes a few more, then admission refuses
+        _code, out, _ = tv(
+            "sale", "--amount", "1.00", "--pan", "6212345678901235", "--expiry", "3012", "--json", data=data, ok=(0, 1)
+        )
+        if out["status"] == "refused":
+            refused = out
+            break
+        assert out["status"] == "approved"
+    assert refused is not None and "full" in refused["reason"]
+    _, settled, _ = tv("settle", "--json", data=data)
+    assert settled["balanced"] and settled["sales_count"] >= 3
+    _, st, _ = tv("status", "--json", data=data)
+    assert st["pressure"] in ("critical", "exhausted")
+    _, scrub, _ = tv("scrub", "--json", data=data)
+    assert scrub["ok"]

@@ -148,6 +148,7 @@ class Terminal:
                 raise InvalidInput("--device-b must be another folder (on another filesystem) than the data folder")
             write_marker(Path(device_b), terminal_uuid=term_uuid, device="B")
         config.save(data_dir)
+        (data_dir / "terminal.lock").touch(mode=0o600)  # exists before any disk can fill
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.space.ensure_ballast()
         terminal.space.maintain()
