@@ -125,7 +125,9 @@ def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host
         assert out["status"] == "approved"
     assert refused is not None and "full" in refused["reason"]
     _, settled, _ = tv("settle", "--json", data=data)
-    assert settled["balanced"] and settled["sales_count"] >= 3
+    assert settled["ok"] and settled["balanced"]  # (the terminal may already have settled on its own)
+    _, rows, _ = tv("tx", "list", "--json", data=data)
+    assert len([r for r in rows if r["status"] == "approved"]) >= 3
     _, st, _ = tv("status", "--json", data=data)
     assert st["pressure"] in ("critical", "exhausted")
     _, scrub, _ = tv("scrub", "--json", data=data)

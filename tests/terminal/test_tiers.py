@@ -237,3 +237,17 @@ def test_ladder_acts_in_order_as_pressure_rises(make_terminal: Callable[..., Ter
     assert t.sale(100, pans[0], EXPIRY).status == "approved"
     assert t.scrub()["ok"]
     assert report["message_zh"].startswith("存储设备A")
+
+
+def test_before_refusing_a_sale_the_terminal_frees_space_itself(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    t = make_terminal(capacity="3MiB")
+    blob = t.caches.path("updates") / "update.bin"
+    st = t.space.status()
+    blob.write_bytes(b"u" * (st.available_for_sales_bytes - 100))  # only the reserve is left
+    old = time.time() - 7200
+    os.utime(blob, (old, old))
+    r = t.sale(100, VISA, EXPIRY)
+    assert r.status == "approved", r.reason  # the finished download was cleaned first
+    assert not blob.exists()

@@ -93,6 +93,18 @@ class HostClient:
                 raise
             return response
 
+    def reachable(self) -> bool:
+        """True when a connection to the host is open or can be opened now (nothing is sent)."""
+        with self._lock:
+            if self._sock is not None and self._alive(self._sock):
+                return True
+            self._drop()
+            try:
+                self._sock = self._connect()
+            except HostUnavailable:
+                return False
+            return True
+
     def close(self) -> None:
         """Close the connection (the next exchange reconnects)."""
         with self._lock:

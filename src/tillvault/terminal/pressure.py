@@ -138,7 +138,7 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
         released = t.space.release_ballast()
         if released:
             report.actions.append(f"released the ballast: {released:,} B")
-        if allow_settle and t.records.open_batch_count():
+        if allow_settle and t.records.open_batch_count() and t.host_client().reachable():
             try:
                 rep = t.settle()
                 report.actions.append(f"forced settlement of batch {rep.batch}: {rep.reason}")

@@ -35,6 +35,8 @@ from tillvault.store.tiers import Tiers
 from tillvault.terminal.config import CONFIG_NAME, OfflinePolicy, TerminalConfig
 
 JOURNAL_NAME = "journal.db"
+#: The pressure ladder runs on its own at most this often (terminal clock) while pressure is raised.
+LADDER_INTERVAL_MS = 10 * 60_000
 
 Clock = Callable[[], datetime]
 
@@ -66,6 +68,9 @@ class Terminal:
         self._client: Any = None
         self._lock_fd: int | None = None
         self._last_sample_ms = 0
+        self._last_ladder_ms = 0
+        #: Run the pressure ladder before refusing a sale for space (S5.3 auto-expand).
+        self.auto_relieve = True
         self.space = SpaceManager(
             self.data_dir,
             self.journal,
@@ -233,8 +238,21 @@ class Terminal:
     # -- space --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def admit_sale(self) -> Iterator[int]:
-        """Admission before authorization: hold a sale's whole-life bytes or raise ``StorageFull``."""
-        with self.space.reserve_for_sale() as held:
+        """Admission before authorization: hold a sale's whole-life bytes or raise ``StorageFull``.
+
+        When the space is not there, the pressure ladder runs once first (clean caches, seal,
+        offload and evict, release the ballast, settle: S5's auto-expand) and admission is
+        tried again; only then is the sale refused.
+        """
+        with contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(self.space.reserve_for_sale())
+            except StorageFull:
+                if not self.auto_relieve:
+                    raise
+                with contextlib.suppress(TillVaultError):
+                    self.relieve_pressure()
+                held = stack.enter_context(self.space.reserve_for_sale())
             yield held
 
     def settlement_write(self, kind: str, body: dict[str, Any]) -> int:
@@ -247,6 +265,15 @@ class Terminal:
             self.space.maintain()
         self.devices.maintain()
         self.sample_usage()
+        now = self.now_ms()
+        if (
+            self.auto_relieve
+            and now - self._last_ladder_ms >= LADDER_INTERVAL_MS
+            and self.space.status().pressure != "normal"
+        ):
+            self._last_ladder_ms = now
+            with contextlib.suppress(TillVaultError):
+                self.relieve_pressure()
 
     def sample_usage(self, *, kind: str = "sample", min_interval_ms: int = 3_600_000) -> None:
         """Record (time, used bytes) for the runway forecast, at most once per ``min_interval_ms``."""
