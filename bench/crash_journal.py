@@ -98,8 +98,13 @@ def run_trials(trials: int, *, seed: int = 1, fiu: str | None = None, max_wait: 
                 report = journal.verify(integrity=(trial % 10 == 9 or trial == trials - 1))
                 if not report.ok:
                     problems.append(f"trial {trial}: verify failed: {report.problems[:3]}")
+                stored = {
+                    r[0]: (r[1], r[2])
+                    for r in journal.conn.execute("SELECT idem_key, invoice, status FROM transactions")
+                }
                 for key, invoice in acked_intent.items():
-                    tx = records.by_idem_key(key)
+                    found = stored.get(key)
+                    tx = None if found is None else {"invoice": found[0], "status": found[1]}
                     if tx is None or tx["invoice"] != invoice:
                         problems.append(f"trial {trial}: acknowledged intent {key} (invoice {invoice}) missing")
                     elif key in acked_outcome and tx["status"] != "approved":
