@@ -166,3 +166,49 @@ def test_settlement_succeeds_on_a_full_filesystem_while_sales_are_refused(
         assert t.sale(50, UNIONPAY, EXPIRY).status == "approved"
     finally:
         t.close()
+
+
+def test_sales_during_an_interrupted_close_survive_sealing(
+    make_terminal: Callable[..., Terminal], host: HostProcess
+) -> None:
+    t = make_terminal(timeout=0.3)
+    _sell(t, [100, 200])
+    host.set_faults({"drop": {"mtis": ["0500"]}})  # the 0500 leaves, its answer never comes back
+    with pytest.raises(SettlementError):
+        t.settle()
+    host.set_faults(None)
+    later = _sell(t, [300, 400])  # batch 1 is closing: these go into batch 2
+    assert t.records.get(later[0])["batch"] == 2
+    first = t.settle()  # closes batch 1 (same STAN), seals it
+    assert first.batch == 1 and first.balanced
+    assert t.scrub()["ok"]
+    # Batch 2's events were not sealed away with batch 1: they are still in the hot chain.
+    kinds = [e.kind for e in t.journal.events() if e.data().get("invoice") in later]
+    assert kinds.count("intent") == 2 and kinds.count("outcome") == 2
+    second = t.settle()
+    assert second.batch == 2 and second.totals.sales_amount == 700
+    assert t.scrub()["ok"]
+
+
+def test_an_approval_whose_outcome_cannot_be_journalled_is_not_completed_and_reversed(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.errors import StorageFull
+    from tillvault.store.records import Records
+
+    t = make_terminal()
+    real = Records.record_outcome
+
+    def full(self, invoice, **kw):  # type: ignore[no-untyped-def]
+        raise StorageFull("storage device A is full (injected after the host answered)")
+
+    monkeypatch.setattr(Records, "record_outcome", full)
+    r = t.sale(2500, VISA, EXPIRY)
+    monkeypatch.setattr(Records, "record_outcome", real)
+    assert r.status == "not_completed" and "reversed" in r.reason
+    assert t.records.get(r.invoice)["status"] == "pending"
+    assert t.recover() == [r.invoice]
+    assert t.drain_outbox(force=True).delivered == 1
+    assert t.records.get(r.invoice)["status"] == "reversed"
+    live = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{r.stan:06d}" and a.live]
+    assert live == []

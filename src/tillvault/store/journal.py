@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tillvault.errors import DeviceFailed, JournalCorrupt, StorageFull, TillVaultError
+from tillvault.errors import DeviceFailed, InvalidInput, JournalCorrupt, StorageFull, TillVaultError
 from tillvault.store import schema
 from tillvault.store.encoding import (
     Event,
@@ -37,7 +37,10 @@ from tillvault.store.encoding import (
 )
 
 PAGE_SIZE = 4096
+SQLITE_READONLY = 8
 SQLITE_IOERR = 10
+SQLITE_CANTOPEN = 14
+SQLITE_CONSTRAINT = 19
 SQLITE_CORRUPT = 11
 SQLITE_FULL = 13
 SQLITE_NOTADB = 26
@@ -93,12 +96,15 @@ def map_sqlite_error(exc: sqlite3.Error, *, path: Path, device: str) -> TillVaul
         )
     if primary in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text:
         return JournalCorrupt(f"journal {path} on device {device} is corrupt: {text}; run tillvault scrub")
-    if primary == SQLITE_IOERR or "I/O error" in text:
+    if primary in (SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN) or "I/O error" in text:
         return DeviceFailed(
             f"storage device {device} reported an I/O error on {path.name} ({text}); the write was rolled "
             "back; check or replace the device"
         )
-    return DeviceFailed(f"journal {path.name} on device {device}: {text}")
+    if primary == SQLITE_CONSTRAINT:
+        return InvalidInput(f"journal {path.name}: a natural key is already taken ({text}); nothing was written")
+    # BUSY, LOCKED and the like: not the device's fault (no failover), but the write did not happen.
+    return TillVaultError(f"journal {path.name} on device {device}: {text}; nothing was written")
 
 
 SQLITE_FCNTL_PERSIST_WAL = 10
@@ -323,8 +329,8 @@ class Journal:
         ts = now_ms() if ts_ms is None else ts_ms
         try:
             return self._write_once(fn, idem_key=idem_key, klass=klass, ts=ts)
-        except DeviceFailed as exc:
-            # The primary device failed (I/O error): the mirror holds every acknowledged write.
+        except (DeviceFailed, JournalCorrupt) as exc:
+            # The primary device failed (I/O error, corruption): the mirror holds every acknowledged write.
             if self.mirror is None or not self._fail_over(str(exc)):
                 raise
             return self._write_once(fn, idem_key=idem_key, klass=klass, ts=ts)

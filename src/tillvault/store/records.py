@@ -127,8 +127,10 @@ class Records:
     def open_batch_count(self) -> int:
         """Transactions in the open batch (what the settlement reserve is sized on); cached."""
         if self._open_count is None:
+            # A batch whose close was interrupted still needs its upload bookkeeping: count it too.
             row = self.journal.conn.execute(
-                "SELECT count(*) FROM transactions WHERE batch = (SELECT batch FROM batches WHERE status = 'open')"
+                "SELECT count(*) FROM transactions WHERE batch IN "
+                "(SELECT batch FROM batches WHERE status IN ('open', 'closing'))"
             ).fetchone()
             self._open_count = int(row[0])
         return self._open_count

@@ -184,10 +184,21 @@ class Tiers:
 
                 extra = {k: v for k, v in decode(r["extra"]).items() if k != "pan_enc"}
                 r["extra"] = canonical(extra).decode() if extra else None
-        if close is None or int(close[0]) <= int(anchor[0]):
+        # The sealed stretch of the chain ends at the batch's close, or just before the first event
+        # of a later batch (sales went on while this close was interrupted): those stay hot.
+        later = conn.execute(
+            "SELECT min(seq) FROM events WHERE kind = 'intent' AND seq > ? "
+            "AND json_extract(CAST(body AS TEXT), '$.batch') > ?",
+            (int(anchor[0]), batch),
+        ).fetchone()[0]
+        end = int(close[0]) if close is not None else int(anchor[0])
+        if later is not None:
+            end = min(end, int(later) - 1)
+        if end <= int(anchor[0]):
             last_seq, chain_to = int(anchor[0]), bytes(anchor[1])
         else:
-            last_seq, chain_to = int(close[0]), bytes(close[1])
+            last_seq = end
+            chain_to = bytes(conn.execute("SELECT chain FROM events WHERE seq = ?", (end,)).fetchone()[0])
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"seg-{self.terminal_id}-{batch:06d}.tvs"
         path = self.segment_path(name)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 BACKOFF_BASE_MS = 2_000
 BACKOFF_MAX_MS = 10 * 60_000
+#: Reversal answers that settle its fate: done (00), already settled (12), nothing to reverse (25).
+FINAL_REVERSAL_CODES = ("00", "12", "25")
 
 
 @dataclass
@@ -78,6 +80,14 @@ def drain_outbox(
             t.records.outbox_retry_later(
                 message["id"], error=str(exc), next_attempt_ms=now + backoff_ms(message["attempts"], rng)
             )
+            break
+        code = reply.get("39", "")
+        if message["kind"] == "reversal" and code not in FINAL_REVERSAL_CODES:
+            # 91, 96...: the host could not act on it now; the reversal must not be dropped.
+            report.failed += 1
+            report.last_error = f"the host answered the reversal with {code}; retrying later"
+            t.records.outbox_retry_later(message["id"], error=report.last_error,
+                                         next_attempt_ms=now + backoff_ms(message["attempts"], rng))
             break
         _complete(t, message, reply)
         report.delivered += 1

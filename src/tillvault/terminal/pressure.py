@@ -111,29 +111,39 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
         freed = t.caches.clean(aggressive=rank(level) >= rank("high"))
         if sum(freed.values()):
             report.actions.append(f"cleaned caches: {sum(freed.values()):,} B ({freed})")
-        sealed = t.tiers.seal_closed()
-        if sealed.sealed:
+        try:
+            sealed = t.tiers.seal_closed()
+        except StorageError as exc:
+            report.actions.append(f"could not seal: {exc}")
+            sealed = None
+        if sealed is not None and sealed.sealed:
             report.actions.append(f"sealed {sealed.sealed} batch(es), {sealed.sealed_records} transactions")
-        for err in sealed.errors or []:
+        for err in (sealed.errors or []) if sealed is not None else []:
             report.actions.append(f"could not seal: {err}")
-        purged = t.purge()
-        if purged["total"]:
-            report.actions.append(f"retention purge: {purged}")
+        try:
+            purged = t.purge()
+            if purged["total"]:
+                report.actions.append(f"retention purge: {purged}")
+        except (StorageError, SettlementError) as exc:
+            report.actions.append(f"retention purge not possible now: {exc}")
     if rank(level) >= rank("high"):
         sink = t.archive_sink()
         if sink is None:
             report.actions.append("no archive configured: settled transactions cannot be offloaded")
         else:
-            off = t.tiers.offload(sink)
-            if off.offloaded:
-                report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name}")
-            for err in off.errors or []:
-                report.actions.append(f"offload stopped: {err}")
-            # Under pressure, acknowledged segments leave even inside the local retention window.
-            keep = 0 if rank(level) >= rank("high") and force_level is None else t.retention.transactions_local_days
-            ev = t.tiers.evict(sink, keep_days=keep, now_ms=t.now_ms())
-            if ev.evicted:
-                report.actions.append(f"evicted {ev.evicted} acknowledged segment(s), {ev.freed_bytes:,} B")
+            try:
+                off = t.tiers.offload(sink)
+                if off.offloaded:
+                    report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name}")
+                for err in off.errors or []:
+                    report.actions.append(f"offload stopped: {err}")
+                # Under pressure, acknowledged segments leave even inside the local retention window.
+                keep = 0 if force_level is None else t.retention.transactions_local_days
+                ev = t.tiers.evict(sink, keep_days=keep, now_ms=t.now_ms())
+                if ev.evicted:
+                    report.actions.append(f"evicted {ev.evicted} acknowledged segment(s), {ev.freed_bytes:,} B")
+            except StorageError as exc:
+                report.actions.append(f"offload or eviction stopped: {exc}")
     if rank(level) >= rank("critical") and force_level is None:
         released = t.space.release_ballast()
         if released:

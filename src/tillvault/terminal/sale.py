@@ -15,8 +15,10 @@ What the host's silence means:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from tillvault.errors import (
     LimitExceeded,
     MessageError,
     StorageFull,
+    TillVaultError,
     TransactionNotFound,
 )
 from tillvault.store.journal import WriteContext
@@ -243,7 +246,7 @@ class SaleFlow:
                     when=when,
                     **self._card_args(pan, None, sale["amount"], tx["stan"], tx["batch"], invoice),
                 )
-                return self._authorize(tx, request, pan=pan, related=(invoice, "voided"))
+                return self._authorize_safely(tx, request, pan=pan, related=(invoice, "voided"))
         except StorageFull as exc:
             base.reason = str(exc)
             return base
@@ -303,6 +306,7 @@ class SaleFlow:
             with t.admit_sale():
                 # 4. Intent, durable before the host hears of it.
                 when = t.now()
+                date = when.date().isoformat()  # the STAN day and field 13 come from the same instant
                 customer_ref = self._customer_ref(customer_phone) if customer_phone else None
                 extra: dict[str, Any] = {"when": when.isoformat(), "pan_enc": self._seal_pan(pan)}
                 tx = t.records.record_intent(
@@ -348,11 +352,35 @@ class SaleFlow:
                     )
                     return self._finish(row)
                 customer = (customer_phone, customer_name) if customer_phone else None
-                return self._authorize(tx, request, pan=pan, expiry=card.expiry if expiry else None, customer=customer)
+                return self._authorize_safely(
+                    tx, request, pan=pan, expiry=card.expiry if expiry else None, customer=customer
+                )
         except StorageFull as exc:
             result.reason = str(exc)
             result.extra["reason_zh"] = exc.message_zh
             return result
+
+    def _authorize_safely(self, tx: dict[str, Any], request: dict[str, str], **kwargs: Any) -> TxResult:
+        """:meth:`_authorize`, but a failure to journal the outcome after the request left is never a
+        "refusal": the intent stays pending and is reversed by recovery, and the merchant is told so."""
+        try:
+            return self._authorize(tx, request, **kwargs)
+        except TillVaultError as exc:
+            return TxResult(
+                status="not_completed",
+                reason=(
+                    f"the host's answer could not be recorded ({exc}); the sale will be reversed and the "
+                    "card is not charged: do not repeat it before the reversal"
+                ),
+                invoice=tx["invoice"],
+                masked_pan=tx.get("masked_pan"),
+                amount=tx["amount"],
+                currency=tx["currency"],
+                brand=tx.get("brand"),
+                kind=tx["kind"],
+                stan=tx.get("stan"),
+                batch=tx.get("batch"),
+            )
 
     def _authorize(
         self,
@@ -456,7 +484,9 @@ class SaleFlow:
         return self._finish(row)
 
     def _finish(self, row: dict[str, Any]) -> TxResult:
-        self.t.maintain()
+        # Housekeeping after the outcome is durable: it must never turn a result into an error.
+        with contextlib.suppress(TillVaultError, sqlite3.Error, OSError):
+            self.t.maintain()
         return _result_from_row(row, "", receipt=self.receipt(row))
 
     # -- helpers -----------------------------------------------------------------------------
