@@ -35,6 +35,7 @@ def child(data: Path, start: int) -> None:
     """The writer: intent, print, outcome, print, forever (until killed or failing hard)."""
     journal = Journal(data / "journal.db").open()
     records = Records(journal, TERMINAL)
+    print("R", flush=True)  # ready: the kill lands while writing, however slow the start was
     i = start
     failures = 0
     while failures < 200:
@@ -76,9 +77,12 @@ def run_trials(trials: int, *, seed: int = 1, fiu: str | None = None, max_wait: 
             if fiu:
                 cmd = ["fiu-run", "-x", "-c", fiu, *cmd]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            time.sleep(rng.uniform(0.05, max_wait))
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # "R" once the writer is up (or "" if it died first)
+            time.sleep(rng.uniform(0.02, max_wait))
             proc.send_signal(signal.SIGKILL)
             out, _ = proc.communicate()
+            out = first + out
             kills += 1
             for line in out.splitlines():
                 parts = line.split()
