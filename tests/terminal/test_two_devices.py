@@ -116,7 +116,7 @@ def test_device_b_gone_then_replaced(tmpfs_factory, host: HostProcess) -> None: 
         from tillvault.store.devices import write_marker
 
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(b.path)], check=True)
-        t = Terminal.open(a.path / "data")
+        t = Terminal.open(a.path / "data", exclusive=True)
         write_marker(b.path / "till", terminal_uuid=t.config.terminal_uuid, device="B")
         t.maintain()
         assert t.status()["alerts"] == []
@@ -138,6 +138,15 @@ def test_device_a_failing_fails_over_to_b(ext4_factory, tmpfs_factory, host: Hos
         assert t.journal.device == "B"
         assert all(t.records.get(i)["status"] == "approved" for i in first + more)
         assert t.journal.verify().ok
+        t.close()
+        # The failover is durable: reopened (A readable again or not), B is the primary with every sale.
+        a.unmount()
+        a.mount()
+        t = Terminal.open(a.path / "data", exclusive=True)
+        assert t.journal.device == "B"
+        assert all(t.records.get(i)["status"] == "approved" for i in first + more)
+        assert t.devices.b_journal is not None and t.devices.b_journal.tip == t.journal.tip, "A was resilvered from B"
+        assert t.sale(100, PANS[50], "3012").status == "approved"
     finally:
         t.close()
 

@@ -125,7 +125,7 @@ def scrub(as_json: JsonOpt = False) -> None:
     """Verify every record, checksum and the hash chain; report the first bad record."""
 
     def run() -> dict[str, Any]:
-        with _open() as t:
+        with Terminal.open(state.data, exclusive=True) as t:  # the lock holder may repair
             return t.scrub()
 
     out = guarded(run, as_json=as_json)

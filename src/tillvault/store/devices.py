@@ -21,13 +21,17 @@ from typing import Any
 MARKER = "tillvault-device.json"
 
 
-def write_marker(root: Path, *, terminal_uuid: str, device: str) -> None:
-    """Create the device's marker (durably)."""
+def write_marker(root: Path, *, terminal_uuid: str, device: str, generation: int = 0) -> None:
+    """Create or update the device's marker (durably).
+
+    ``generation`` rises each time the primary role moves: the device holding the highest
+    generation holds the newest journal, and only it may be copied onto the other.
+    """
     root.mkdir(parents=True, exist_ok=True)
     path = root / MARKER
     tmp = root / f".{MARKER}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"terminal_uuid": terminal_uuid, "device": device}, fh)
+        json.dump({"terminal_uuid": terminal_uuid, "device": device, "generation": generation}, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -36,6 +40,14 @@ def write_marker(root: Path, *, terminal_uuid: str, device: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def marker_generation(root: Path) -> int | None:
+    """The generation a device's marker records (None when unreadable or absent)."""
+    try:
+        return int(json.loads((root / MARKER).read_text("utf-8")).get("generation", 0))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def check_marker(root: Path, *, terminal_uuid: str, device: str) -> str:

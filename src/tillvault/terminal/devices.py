@@ -4,7 +4,13 @@ Device A is the data folder; device B (optional) is a folder on another filesyst
 card beside internal flash, say). While both are healthy every journal write is applied to
 both before it is acknowledged, and sealed segments are kept on both. When one fills,
 fails (EIO) or disappears, the terminal keeps selling and settling on the other, degraded,
-with an alert naming the device; when it returns it is resilvered (re-copied and verified)
+with an alert naming the device.
+
+Which device is *primary* is durable: each device's marker holds a generation, raised on
+the surviving device (and fsynced) before the first write it takes alone is acknowledged.
+At start the device with the highest readable generation is primary, so a device that
+missed writes is never mistaken for the newer one. A device that returns is resilvered
+(re-copied from the primary and verified) only by the process holding the terminal's lock,
 between two sales. ``scrub`` verifies both copies and repairs a bad one from the good one.
 """
 
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tillvault.errors import TillVaultError
-from tillvault.store.devices import MARKER, Observed, assess, check_marker, write_marker
+from tillvault.store.devices import MARKER, Observed, assess, check_marker, marker_generation, write_marker
 from tillvault.store.journal import Journal
 
 if TYPE_CHECKING:
@@ -33,7 +39,7 @@ class DeviceState:
 
     name: str
     root: Path
-    state: str = "ok"  # ok | full | failed | gone
+    state: str = "ok"  # ok | full | failed | gone | stale
     reason: str = ""
     since_ms: int = 0
     observed: Observed = field(default_factory=Observed)
@@ -52,108 +58,161 @@ def alert_texts(device: str, state: str, other: str) -> tuple[str, str]:
     if state == "gone":
         return (f"storage device {device} is gone: running on {other} only; reconnect or replace {device}",
                 f"存储设备{device}已断开:仅使用设备{other}运行;请重新连接或更换设备{device}")
+    if state == "stale":
+        return (f"storage device {device} is behind {other}: it will be re-copied by the next sale or settlement",
+                f"存储设备{device}数据落后于设备{other}:下次交易或结算时将自动重新同步")
     return (f"storage device {device} failed: running on {other} only; replace {device}",
             f"存储设备{device}故障:仅使用设备{other}运行;请更换设备{device}")
+
+
+def choose_primary(data_dir: Path, device_b: str | None) -> tuple[str, Path]:
+    """The device to open as primary: the highest readable generation (A on a tie)."""
+    if not device_b:
+        return "A", data_dir
+    gen_a = marker_generation(data_dir)
+    gen_b = marker_generation(Path(device_b))
+    if gen_b is not None and (gen_a is None or gen_b > gen_a) and (Path(device_b) / JOURNAL_NAME).exists():
+        return "B", Path(device_b)
+    return "A", data_dir
 
 
 class DeviceSet:
     """Devices A and B of one terminal and what is done when one of them fails."""
 
-    def __init__(self, t: Terminal) -> None:
+    def __init__(self, t: Terminal, primary: str) -> None:
         self.t = t
-        self.a = DeviceState("A", t.data_dir)
-        self.b = DeviceState("B", Path(t.config.device_b)) if t.config.device_b else None
-        self.primary = "A"
-        self.b_journal: Journal | None = None
+        self.devs: dict[str, DeviceState] = {"A": DeviceState("A", t.data_dir)}
+        if t.config.device_b:
+            self.devs["B"] = DeviceState("B", Path(t.config.device_b))
+        self.primary = primary
+        self.secondary_journal: Journal | None = None
         self.events: list[dict[str, Any]] = []
+        self._marker_dev: int | None = None
         t.journal.on_mirror_failure = self._mirror_failed
         t.journal.on_failover = self._failed_over
-        t.tiers.on_mirror_failure = lambda reason: self._mirror_failed("B", reason)
-        if self.b is not None:
-            self._marker_dev: int | None = None
-            self.attach_b()
+        t.tiers.on_mirror_failure = lambda reason: self._mirror_failed(self.secondary or "B", reason)
+
+    @property
+    def secondary(self) -> str | None:
+        """The other device's name (None with one device)."""
+        others = [n for n in self.devs if n != self.primary]
+        return others[0] if others else None
+
+    @property
+    def b_journal(self) -> Journal | None:
+        """The mirror's journal while mirroring (kept for callers that know it as device B's)."""
+        return self.secondary_journal
+
+    def generation(self) -> int:
+        """The primary's generation."""
+        return marker_generation(self.devs[self.primary].root) or 0
 
     # -- attaching and resilvering -----------------------------------------------------------
-    def _check_b(self) -> str:
-        assert self.b is not None
+    def _check_secondary(self) -> str:
+        name = self.secondary
+        if name is None:
+            return ""
+        dev = self.devs[name]
         try:
-            st = os.stat(self.b.root / MARKER)
+            st = os.stat(dev.root / MARKER)
         except OSError:
-            return f"storage device B is gone ({self.b.root} holds no TillVault device: unmounted or removed)"
+            return f"storage device {name} is gone ({dev.root} holds no TillVault device: unmounted or removed)"
         if self._marker_dev is not None and st.st_dev != self._marker_dev:
-            return "storage device B was replaced by another filesystem"
+            return f"storage device {name} was replaced by another filesystem"
         return ""
 
-    def attach_b(self, *, initial: bool = False) -> bool:
-        """Open device B, resilver it from A if it differs, and mirror to it. False: B degraded."""
-        b = self.b
-        if b is None:
-            return False
-        t = self.t
+    def attach(self, *, may_resilver: bool) -> bool:
+        """Mirror to the secondary device; re-copy it from the primary first if it is behind.
+
+        ``may_resilver`` is true only for the process holding the terminal's lock: a reader must
+        never overwrite a device another process is writing. Returns True when mirroring.
+        """
+        name = self.secondary
+        if name is None or self.t.journal.mirror is not None:
+            return self.t.journal.mirror is not None
+        dev, t = self.devs[name], self.t
         try:
-            if initial and not (b.root / MARKER).exists():
-                write_marker(b.root, terminal_uuid=t.config.terminal_uuid, device="B")
-            why = check_marker(b.root, terminal_uuid=t.config.terminal_uuid, device="B")
+            why = check_marker(dev.root, terminal_uuid=t.config.terminal_uuid, device=name)
             if why:
-                self._degrade("B", "gone" if "gone" in why else "failed", why)
+                self._degrade(name, "gone" if "gone" in why else "failed", why)
                 return False
-            self._marker_dev = os.stat(b.root / MARKER).st_dev
-            journal = Journal(b.root / JOURNAL_NAME, device="B").open()
-            if journal.tip != t.journal.tip:
-                t.journal.resilver(journal)  # re-copy A onto B and verify the tip
+            self._marker_dev = os.stat(dev.root / MARKER).st_dev
+            journal = Journal(dev.root / JOURNAL_NAME, device=name).open()
+            if journal.tip != t.journal.tip or (marker_generation(dev.root) or 0) < self.generation():
+                if not may_resilver:
+                    journal.close()
+                    self._degrade(name, "stale", f"storage device {name} is behind {self.primary}")
+                    return False
+                t.journal.resilver(journal)  # re-copy the primary onto it and verify the tip
+                write_marker(dev.root, terminal_uuid=t.config.terminal_uuid, device=name,
+                             generation=self.generation())
             t.journal.mirror = journal
-            t.journal.mirror_check = self._check_b
-            self.b_journal = journal
-            t.tiers.mirror_folder = b.root / "segments"
+            t.journal.mirror_check = self._check_secondary
+            self.secondary_journal = journal
+            t.tiers.mirror_folder = dev.root / "segments"
             t.tiers.mirror_all()
         except (TillVaultError, OSError) as exc:
-            self._degrade("B", _state_of(str(exc)), f"storage device B could not be attached: {exc}")
+            self._degrade(name, _state_of(str(exc)), f"storage device {name} could not be attached: {exc}")
             return False
-        if b.state != "ok":
-            self._note("B", "restored", "storage device B is back and resilvered; mirroring to A and B again")
-        b.state, b.reason, b.since_ms = "ok", "", 0
+        if dev.state != "ok":
+            self._note(name, "restored", f"storage device {name} is back and resilvered; mirroring again")
+        dev.state, dev.reason, dev.since_ms = "ok", "", 0
         return True
 
     def maintain(self) -> None:
-        """Between sales: bring a returned device B back (resilver), keep its physical reserve."""
-        if self.b is None or self.primary != "A":
+        """Between sales (lock held): bring a returned device back, keep its physical reserve."""
+        name = self.secondary
+        if name is None or self.t._lock_fd is None:
             return
-        if self.b.state != "ok" and not check_marker(self.b.root, terminal_uuid=self.t.config.terminal_uuid,
-                                                      device="B"):
-            # Only when B has room for the journal and its reserve again.
-            st = os.statvfs(self.b.root)
+        dev = self.devs[name]
+        if self.t.journal.mirror is None and not check_marker(
+            dev.root, terminal_uuid=self.t.config.terminal_uuid, device=name
+        ):
+            st = os.statvfs(dev.root)
             if st.f_bavail * st.f_frsize > self.t.journal.file_bytes() + self.t.space.reserve_bytes():
-                self.attach_b()
-        if self.b_journal is not None and self.t.journal.mirror is self.b_journal:
+                self.attach(may_resilver=True)
+        journal = self.secondary_journal
+        if journal is not None and self.t.journal.mirror is journal:
             with contextlib.suppress(TillVaultError):
                 target = self.t.space.reserve_bytes() + self.t.space.policy.headroom_bytes
-                if self.b_journal.free_page_bytes() < target // 2:
-                    self.b_journal.grow_free_pages(target)
+                if journal.free_page_bytes() < target // 2:
+                    journal.grow_free_pages(target)
 
     # -- failures ----------------------------------------------------------------------------
     def _mirror_failed(self, device: str, reason: str) -> None:
         self.t.journal.mirror = None
         self.t.tiers.mirror_folder = None
-        self.b_journal = None
+        if self.secondary_journal is not None:
+            with contextlib.suppress(Exception):
+                self.secondary_journal.close()
+        self.secondary_journal = None
         self._degrade(device, _state_of(reason), reason)
 
     def _failed_over(self, failed: str, reason: str) -> None:
-        self.primary = "B"
-        self.t.tiers.folder, self.t.tiers.mirror_folder = (self.b.root / "segments") if self.b else None, None
-        self.b_journal = None
+        """The primary failed and the mirror took over: make that durable before going on."""
+        t = self.t
+        survivor = next(n for n in self.devs if n != failed)
+        generation = self.generation() + 1
+        self.primary = survivor
+        root = self.devs[survivor].root
+        # Raised before the first write the survivor takes alone is acknowledged.
+        write_marker(root, terminal_uuid=t.config.terminal_uuid, device=survivor, generation=generation)
+        t.tiers.folder, t.tiers.mirror_folder = root / "segments", None
+        t.space.root, t.space.device = root, survivor
+        self.secondary_journal = None
         self._degrade(failed, "failed", reason)
 
     def _degrade(self, device: str, state: str, reason: str) -> None:
-        dev = self.a if device == "A" else self.b
+        dev = self.devs.get(device)
         if dev is None:
             return
         if dev.state == "ok":
             dev.since_ms = int(time.time() * 1000)
         dev.state, dev.reason = state, reason
-        if "I/O" in reason or "EIO" in reason or state == "failed":
+        if state == "failed" or "I/O" in reason:
             dev.observed.io_errors += 1
             dev.observed.last_error = reason[:200]
-        other = "B" if device == "A" else "A"
+        other = next((n for n in self.devs if n != device), "A")
         self._note(device, state, alert_texts(device, state, other)[0])
 
     def _note(self, device: str, kind: str, message: str) -> None:
@@ -163,9 +222,10 @@ class DeviceSet:
     def alerts(self) -> list[dict[str, str]]:
         """Current alerts, one per degraded device."""
         out = []
-        for dev in (self.a, self.b):
-            if dev is not None and dev.state != "ok":
-                en, zh = alert_texts(dev.name, dev.state, "B" if dev.name == "A" else "A")
+        for dev in self.devs.values():
+            if dev.state != "ok":
+                other = next((n for n in self.devs if n != dev.name), "A")
+                en, zh = alert_texts(dev.name, dev.state, other)
                 out.append({"device": dev.name, "state": dev.state, "message": en, "message_zh": zh,
                             "reason": dev.reason})
         return out
@@ -173,9 +233,7 @@ class DeviceSet:
     def status(self) -> list[dict[str, Any]]:
         """Each device: state, role, health."""
         out = []
-        for dev in (self.a, self.b):
-            if dev is None:
-                continue
+        for dev in self.devs.values():
             d = dev.to_dict()
             d["role"] = "primary" if dev.name == self.primary else ("mirror" if dev.state == "ok" else "none")
             try:
@@ -195,43 +253,45 @@ class DeviceSet:
         return [d["name"] for d in self.status() if d["health"]["state"] == "failing"]
 
     # -- scrub and repair --------------------------------------------------------------------
-    def scrub(self) -> dict[str, Any]:
-        """Verify both journals and every segment copy; repair a bad copy from the good one."""
+    def scrub(self, *, repair: bool) -> dict[str, Any]:
+        """Verify both journals and every segment copy; with ``repair`` (lock held) fix a bad copy
+        from the good one."""
         t = self.t
         report: dict[str, Any] = {"ok": True, "checked": 0, "problems": [], "repaired": []}
         primary_report = t.journal.verify()
         report["checked"] += primary_report.checked
-        b = self.b_journal
-        b_report = b.verify() if b is not None else None
+        second = self.secondary_journal
+        second_report = second.verify() if second is not None else None
         bad_primary = not primary_report.ok
-        bad_b = b_report is not None and (not b_report.ok or b.tip != t.journal.tip)
-        for where, rep in (("A", primary_report), ("B", b_report)):
+        bad_second = second_report is not None and (not second_report.ok or second.tip != t.journal.tip)
+        for where, rep in ((self.primary, primary_report), (self.secondary, second_report)):
             if rep is not None:
                 for p in rep.problems:
                     report["problems"].append({**p, "device": where})
-        if b is not None and bad_b and not bad_primary:
-            t.journal.resilver(b)
-            report["repaired"].append({"device": "B", "what": "journal", "how": "re-copied from device A"})
-            bad_b = False
-        elif b is not None and bad_primary and not bad_b:
-            b.resilver(t.journal)  # copy B onto A, then A is the primary again with B as its mirror
-            b.mirror = None
-            t.journal.mirror = b
-            report["repaired"].append({"device": "A", "what": "journal", "how": "re-copied from device B"})
+        if second is not None and bad_second and not bad_primary and repair:
+            t.journal.resilver(second)
+            report["repaired"].append({"device": self.secondary, "what": "journal",
+                                       "how": f"re-copied from device {self.primary}"})
+            bad_second = False
+        elif second is not None and bad_primary and not bad_second and repair:
+            second.resilver(t.journal)  # copy the good one back; the primary keeps its role
+            second.mirror = None
+            t.journal.mirror = second
+            report["repaired"].append({"device": self.primary, "what": "journal",
+                                       "how": f"re-copied from device {self.secondary}"})
             bad_primary = False
         if bad_primary:
-            self.a.observed.checksum_failures += 1
-        if bad_b:
-            assert self.b is not None
-            self.b.observed.checksum_failures += 1
-        segs = t.tiers.verify(repair=True)
+            self.devs[self.primary].observed.checksum_failures += 1
+        if bad_second and self.secondary:
+            self.devs[self.secondary].observed.checksum_failures += 1
+        segs = t.tiers.verify(repair=repair)
         report["checked"] += len(t.tiers.catalogue())
         for p in segs:
             report["problems"].append(p)
             if "repaired" in p:
                 report["repaired"].append({"device": p["device"], "what": p["segment"], "how": p["repaired"]})
         unrepaired = [p for p in segs if "repaired" not in p]
-        report["ok"] = not bad_primary and not bad_b and not unrepaired
+        report["ok"] = not bad_primary and not bad_second and not unrepaired
         return report
 
 

@@ -57,14 +57,14 @@ class Terminal:
         self.merchant = Merchant.from_dict(config.merchant)
         self.limits = Limits.from_dict(config.limits) if config.limits else Limits(currency=self.merchant.currency)
         self.offline = OfflinePolicy(**config.offline)
-        self.journal = Journal(self.data_dir / JOURNAL_NAME, device="A").open()
+        from tillvault.terminal.devices import DeviceSet, choose_primary
+
+        primary, root = choose_primary(self.data_dir, config.device_b)
+        self.journal = Journal(root / JOURNAL_NAME, device=primary).open()
         self.records = Records(self.journal, config.terminal_id)
-        self.tiers = Tiers(self.data_dir, self.journal, self.records, keyring, config.terminal_id)
+        self.tiers = Tiers(root, self.journal, self.records, keyring, config.terminal_id)
         self.caches = CacheManager(self.data_dir, clock=lambda: self.clock().timestamp())
         self.retention = RetentionPolicy.from_dict(config.retention)
-        from tillvault.terminal.devices import DeviceSet
-
-        self.devices = DeviceSet(self)
         self._client: Any = None
         self._lock_fd: int | None = None
         self._last_sample_ms = 0
@@ -72,12 +72,15 @@ class Terminal:
         #: Run the pressure ladder before refusing a sale for space (S5.3 auto-expand).
         self.auto_relieve = True
         self.space = SpaceManager(
-            self.data_dir,
+            root,
             self.journal,
             SpacePolicy.from_dict(config.space),
-            device="A",
+            device=primary,
             open_batch_count=self.records.open_batch_count,
         )
+        self.devices = DeviceSet(self, primary)
+        # A reader mirrors only to a device that is in step; the lock holder re-copies one that is not.
+        self.devices.attach(may_resilver=False)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @classmethod
@@ -154,7 +157,11 @@ class Terminal:
             write_marker(Path(device_b), terminal_uuid=term_uuid, device="B")
         config.save(data_dir)
         (data_dir / "terminal.lock").touch(mode=0o600)  # exists before any disk can fill
+        from tillvault.store.devices import write_marker
+
+        write_marker(data_dir, terminal_uuid=term_uuid, device="A")
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
+        terminal.lock()
         terminal.space.ensure_ballast()
         terminal.space.maintain()
         return terminal
@@ -203,6 +210,13 @@ class Terminal:
                     ) from None
                 time.sleep(0.05)
         self._lock_fd = fd
+        self.devices.attach(may_resilver=True)
+
+    def _ensure_writer(self) -> None:
+        """Money-moving work runs with the terminal's lock held (taken here if a reader calls it)."""
+        if self._lock_fd is None:
+            self.lock()
+            self.recover()
 
     def close(self) -> None:
         """Close the host link and the journal; release the lock."""
@@ -261,6 +275,8 @@ class Terminal:
 
     def maintain(self) -> None:
         """Keep the physical reserve topped up and sample usage for the forecast (cheap when idle)."""
+        if self._lock_fd is None:
+            return  # readers change nothing
         with contextlib.suppress(StorageFull):
             self.space.maintain()
         self.devices.maintain()
@@ -370,12 +386,14 @@ class Terminal:
         """Run the ladder's safe steps now (caches, seal, purge, offload, evict); returns the report."""
         from tillvault.terminal.pressure import run_ladder
 
+        self._ensure_writer()
         return run_ladder(self, force_level="high")
 
     def relieve_pressure(self) -> Any:
         """Run the pressure ladder for the current level (what the terminal does on its own)."""
         from tillvault.terminal.pressure import run_ladder
 
+        self._ensure_writer()
         return run_ladder(self)
 
     # -- the sale flow ----------------------------------------------------------------------
@@ -414,6 +432,7 @@ class Terminal:
         from tillvault.errors import SettlementError
         from tillvault.terminal.sale import SaleFlow, TxResult
 
+        self._ensure_writer()
         self._drain_due()
         if self.batch_full():
             try:
@@ -434,6 +453,7 @@ class Terminal:
         """Refund ``amount`` minor units to the card."""
         from tillvault.terminal.sale import SaleFlow
 
+        self._ensure_writer()
         self._drain_due()
         return SaleFlow(self).refund(amount=amount, pan=pan, expiry=expiry, **kwargs)
 
@@ -441,6 +461,7 @@ class Terminal:
         """Void an approved sale of the open batch."""
         from tillvault.terminal.sale import SaleFlow
 
+        self._ensure_writer()
         self._drain_due()
         return SaleFlow(self).void(invoice, **kwargs)
 
@@ -451,6 +472,7 @@ class Terminal:
         """
         from tillvault.terminal.settle import settle
 
+        self._ensure_writer()
         report = settle(self)
         # Seal what closed (best effort: if it cannot happen now, the pressure ladder retries).
         with contextlib.suppress(TillVaultError):
@@ -465,6 +487,7 @@ class Terminal:
         """Deliver queued advices and reversals to the host (in order, with back-off)."""
         from tillvault.terminal.outbox import drain_outbox
 
+        self._ensure_writer()
         return drain_outbox(self, force=force)
 
     def _drain_due(self) -> None:
@@ -564,7 +587,7 @@ class Terminal:
     def scrub(self) -> dict[str, Any]:
         """Verify every record, checksum, the hash chain and every segment on both devices, and
         repair a bad copy from the good one (``{"ok", "checked", "problems", "repaired"}``)."""
-        return self.devices.scrub()
+        return self.devices.scrub(repair=self._lock_fd is not None)
 
 
 #: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).
