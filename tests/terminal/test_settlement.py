@@ -212,3 +212,19 @@ def test_an_approval_whose_outcome_cannot_be_journalled_is_not_completed_and_rev
     assert t.records.get(r.invoice)["status"] == "reversed"
     live = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{r.stan:06d}" and a.live]
     assert live == []
+
+
+def test_refund_bounds_limits_and_retries_still_hold_after_the_batch_is_sealed(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal(limits={"max_per_card_per_day": 15_000, "currency": "CNY"})
+    sale = t.sale(10_000, VISA, EXPIRY, idem_key="ecr-1")
+    assert t.refund(10_000, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    t.settle()
+    assert t.records.list() == [], "the batch is sealed"
+    again = t.refund(10_000, VISA, EXPIRY, original_invoice=sale.invoice)
+    assert again.status == "refused" and "exceeds" in again.reason
+    over = t.sale(6_000, VISA, EXPIRY)
+    assert over.status == "refused" and "per-card daily limit" in over.reason
+    retry = t.sale(10_000, VISA, EXPIRY, idem_key="ecr-1")
+    assert retry.invoice == sale.invoice and retry.status == "approved"

@@ -70,6 +70,7 @@ class Tiers:
         self.mirror_folder: Path | None = None
         #: Called with a reason when copying to device B fails (the device set degrades B).
         self.on_mirror_failure: Any = None
+        self._aggregates: dict[str, dict[str, Any]] = {}
 
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""
@@ -307,6 +308,40 @@ class Tiers:
             if seg["local"]:
                 rows = read_segment(self.segment_path(seg["name"]), self.keyring)
                 yield from (reversed(rows) if newest_first else rows)
+
+    def aggregates(self) -> list[dict[str, Any]]:
+        """Per local segment (cached: segments never change): live sales by (day, card) and by day,
+        refunds by original invoice, and idempotency keys; what limits, refund bounds and retries
+        must still see once a batch has left the hot tier."""
+        out = []
+        for seg in self.catalogue():
+            if not seg["local"]:
+                continue
+            agg = self._aggregates.get(seg["name"])
+            if agg is None:
+                try:
+                    rows = read_segment(self.segment_path(seg["name"]), self.keyring)
+                except (StorageError, KeyRingError, FileNotFoundError):
+                    continue
+                agg = {"card_day": {}, "day": {}, "refunded": {}, "idem": {}}
+                for r in rows:
+                    live = r["status"] in ("approved", "offline_approved")
+                    if r["kind"] in ("sale", "offline_sale") and live:
+                        for key, table in (
+                            ((r["business_date"], r["card_token"]), "card_day"),
+                            (r["business_date"], "day"),
+                        ):
+                            amount, count = agg[table].get(key, (0, 0))
+                            agg[table][key] = (amount + r["amount"], count + 1)
+                    if r["kind"] == "refund" and live and r["original_invoice"] is not None:
+                        agg["refunded"][r["original_invoice"]] = (
+                            agg["refunded"].get(r["original_invoice"], 0) + r["amount"]
+                        )
+                    if r["idem_key"]:
+                        agg["idem"][r["idem_key"]] = r["invoice"]
+                self._aggregates[seg["name"]] = agg
+            out.append(agg)
+        return out
 
     # -- cold tier ----------------------------------------------------------------------------
     def offload(self, sink: ArchiveSink, *, limit: int = 1000) -> TierReport:

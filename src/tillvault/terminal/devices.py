@@ -46,23 +46,36 @@ class DeviceState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (health is measured on demand)."""
-        return {"name": self.name, "path": str(self.root), "state": self.state, "reason": self.reason,
-                "since_ms": self.since_ms or None}
+        return {
+            "name": self.name,
+            "path": str(self.root),
+            "state": self.state,
+            "reason": self.reason,
+            "since_ms": self.since_ms or None,
+        }
 
 
 def alert_texts(device: str, state: str, other: str) -> tuple[str, str]:
     """The merchant's alert for a degraded device (English, Simplified Chinese)."""
     if state == "full":
-        return (f"storage device {device} is full: running on {other} only; free space on {device} or replace it",
-                f"存储设备{device}已满:仅使用设备{other}运行;请清理或更换设备{device}")
+        return (
+            f"storage device {device} is full: running on {other} only; free space on {device} or replace it",
+            f"存储设备{device}已满:仅使用设备{other}运行;请清理或更换设备{device}",
+        )
     if state == "gone":
-        return (f"storage device {device} is gone: running on {other} only; reconnect or replace {device}",
-                f"存储设备{device}已断开:仅使用设备{other}运行;请重新连接或更换设备{device}")
+        return (
+            f"storage device {device} is gone: running on {other} only; reconnect or replace {device}",
+            f"存储设备{device}已断开:仅使用设备{other}运行;请重新连接或更换设备{device}",
+        )
     if state == "stale":
-        return (f"storage device {device} is behind {other}: it will be re-copied by the next sale or settlement",
-                f"存储设备{device}数据落后于设备{other}:下次交易或结算时将自动重新同步")
-    return (f"storage device {device} failed: running on {other} only; replace {device}",
-            f"存储设备{device}故障:仅使用设备{other}运行;请更换设备{device}")
+        return (
+            f"storage device {device} is behind {other}: it will be re-copied by the next sale or settlement",
+            f"存储设备{device}数据落后于设备{other}:下次交易或结算时将自动重新同步",
+        )
+    return (
+        f"storage device {device} failed: running on {other} only; replace {device}",
+        f"存储设备{device}故障:仅使用设备{other}运行;请更换设备{device}",
+    )
 
 
 def choose_primary(data_dir: Path, device_b: str | None) -> tuple[str, Path]:
@@ -144,8 +157,7 @@ class DeviceSet:
                     self._degrade(name, "stale", f"storage device {name} is behind {self.primary}")
                     return False
                 t.journal.resilver(journal)  # re-copy the primary onto it and verify the tip
-                write_marker(dev.root, terminal_uuid=t.config.terminal_uuid, device=name,
-                             generation=self.generation())
+                write_marker(dev.root, terminal_uuid=t.config.terminal_uuid, device=name, generation=self.generation())
             t.journal.mirror = journal
             t.journal.mirror_check = self._check_secondary
             self.secondary_journal = journal
@@ -226,8 +238,9 @@ class DeviceSet:
             if dev.state != "ok":
                 other = next((n for n in self.devs if n != dev.name), "A")
                 en, zh = alert_texts(dev.name, dev.state, other)
-                out.append({"device": dev.name, "state": dev.state, "message": en, "message_zh": zh,
-                            "reason": dev.reason})
+                out.append(
+                    {"device": dev.name, "state": dev.state, "message": en, "message_zh": zh, "reason": dev.reason}
+                )
         return out
 
     def status(self) -> list[dict[str, Any]]:
@@ -270,15 +283,17 @@ class DeviceSet:
                     report["problems"].append({**p, "device": where})
         if second is not None and bad_second and not bad_primary and repair:
             t.journal.resilver(second)
-            report["repaired"].append({"device": self.secondary, "what": "journal",
-                                       "how": f"re-copied from device {self.primary}"})
+            report["repaired"].append(
+                {"device": self.secondary, "what": "journal", "how": f"re-copied from device {self.primary}"}
+            )
             bad_second = False
         elif second is not None and bad_primary and not bad_second and repair:
             second.resilver(t.journal)  # copy the good one back; the primary keeps its role
             second.mirror = None
             t.journal.mirror = second
-            report["repaired"].append({"device": self.primary, "what": "journal",
-                                       "how": f"re-copied from device {self.secondary}"})
+            report["repaired"].append(
+                {"device": self.primary, "what": "journal", "how": f"re-copied from device {self.secondary}"}
+            )
             bad_primary = False
         if bad_primary:
             self.devs[self.primary].observed.checksum_failures += 1

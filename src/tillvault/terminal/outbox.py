@@ -86,8 +86,9 @@ def drain_outbox(
             # 91, 96...: the host could not act on it now; the reversal must not be dropped.
             report.failed += 1
             report.last_error = f"the host answered the reversal with {code}; retrying later"
-            t.records.outbox_retry_later(message["id"], error=report.last_error,
-                                         next_attempt_ms=now + backoff_ms(message["attempts"], rng))
+            t.records.outbox_retry_later(
+                message["id"], error=report.last_error, next_attempt_ms=now + backoff_ms(message["attempts"], rng)
+            )
             break
         _complete(t, message, reply)
         report.delivered += 1

@@ -191,7 +191,7 @@ class SaleFlow:
         :raises TransactionNotFound: no such invoice.
         """
         t = self.t
-        if idem_key is not None and (existing := t.records.by_idem_key(idem_key)) is not None:
+        if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
             return _result_from_row(existing, "repeated request: the original result is returned")
         sale = t.find_transaction(invoice)
         if isinstance(sale.get("extra"), str):
@@ -268,7 +268,7 @@ class SaleFlow:
     ) -> TxResult:
         t = self.t
         cur = t.merchant.currency
-        if idem_key is not None and (existing := t.records.by_idem_key(idem_key)) is not None:
+        if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
             return _result_from_row(existing, "repeated request: the original result is returned")
         result = TxResult(status="refused", reason="", amount=amount, currency=cur, kind=kind)
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
@@ -288,8 +288,8 @@ class SaleFlow:
         # 2. Limits (sales only; a refund is bounded by its original).
         date = t.business_date()
         if kind == "sale":
-            card_total, card_count = t.records.day_total(date, card_token=token)
-            terminal_total, _ = t.records.day_total(date)
+            card_total, card_count = t.day_total(date, card_token=token)
+            terminal_total, _ = t.day_total(date)
             try:
                 check_limits(t.limits, amount, card_total, terminal_total, card_count, currency=cur)
             except LimitExceeded as exc:
@@ -534,7 +534,7 @@ class SaleFlow:
             return f"invoice {original_invoice:06d} is not an approved sale ({original['kind']}, {original['status']})"
         if original["card_token"] != token:
             return f"the card presented is not the card of invoice {original_invoice:06d}"
-        refunded = self.t.records.refunded_amount(original_invoice)
+        refunded = self.t.refunded_amount(original_invoice)
         if refunded + amount > original["amount"]:
             cur = original["currency"]
             return (

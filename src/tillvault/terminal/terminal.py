@@ -334,6 +334,34 @@ class Terminal:
                 raise
             return found
 
+    def day_total(self, business_date: str, *, card_token: str | None = None) -> tuple[int, int]:
+        """(amount, count) of live sales on a business day, hot and sealed (for the daily limits)."""
+        amount, count = self.records.day_total(business_date, card_token=card_token)
+        for agg in self.tiers.aggregates():
+            a, c = (
+                agg["card_day"].get((business_date, card_token), (0, 0))
+                if card_token
+                else agg["day"].get(business_date, (0, 0))
+            )
+            amount, count = amount + a, count + c
+        return amount, count
+
+    def refunded_amount(self, original_invoice: int) -> int:
+        """Minor units refunded against ``original_invoice``, hot and sealed."""
+        return self.records.refunded_amount(original_invoice) + sum(
+            agg["refunded"].get(original_invoice, 0) for agg in self.tiers.aggregates()
+        )
+
+    def find_by_idem_key(self, idem_key: str) -> dict[str, Any] | None:
+        """The transaction a caller's idempotency key created, hot or sealed."""
+        found = self.records.by_idem_key(idem_key)
+        if found is not None:
+            return found
+        for agg in self.tiers.aggregates():
+            if idem_key in agg["idem"]:
+                return self.find_transaction(agg["idem"][idem_key])
+        return None
+
     def transactions(
         self, *, batch: int | None = None, status: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
