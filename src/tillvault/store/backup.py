@@ -39,6 +39,8 @@ FORMAT = "tillvault-backup"
 VERSION = 1
 CHUNK = 1 << 20
 SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+#: How far a restored terminal's invoice and STAN counters jump (sales after the backup exist at the host).
+RESTORE_SKIP = 10_000
 
 
 class BackupCorrupt(StorageError):
@@ -114,7 +116,10 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
     salt = secrets.token_bytes(16)
     pass_key = _kdf(passphrase, salt)
     data_key = secrets.token_bytes(32)
-    work = Path(tempfile.mkdtemp(prefix=".tv-backup-", dir=dest))
+    # The plaintext snapshot stays on the terminal's own disk, never on the backup medium.
+    scratch = Path(t.data_dir) / "cache" / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tv-backup-", dir=scratch))
     try:
         snapshot = work / "journal.db"
         # A read transaction of its own: consistent, and sales keep committing meanwhile.
@@ -147,7 +152,10 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
         }
         nonce = secrets.token_bytes(12)
         sealed = AESGCM(pass_key).encrypt(nonce, json.dumps(ring).encode(), b"keyring")
-        (dest / "keyring.tvb").write_bytes(nonce + sealed)
+        with open(dest / "keyring.tvb", "wb") as fh:
+            fh.write(nonce + sealed)
+            fh.flush()
+            os.fsync(fh.fileno())
         segs = dest / "segments"
         segs.mkdir()
         copied = []
@@ -155,6 +163,8 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
             if seg["local"]:
                 path = t.tiers.segment_path(seg["name"])
                 shutil.copyfile(path, segs / seg["name"])
+                with open(segs / seg["name"], "rb+") as fh:
+                    os.fsync(fh.fileno())
                 if _sha256(segs / seg["name"]) != seg["digest"]:
                     raise BackupCorrupt(f"segment {seg['name']} changed while being copied")
                 copied.append(seg["name"])
@@ -174,6 +184,12 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
         "files": files,
         "kdf": {"name": "scrypt", **SCRYPT, "salt": salt.hex()},
     }
+    for folder in (dest / "segments", dest):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     tmp = dest / ".manifest.json"
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     with open(tmp, "rb+") as fh:
@@ -254,6 +270,13 @@ def restore_backup(
     with contextlib.closing(sqlite3.connect(data_dir / "journal.db")) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         # Segments the backup did not carry (evicted to the archive) are not local here.
+        # Sales made after the backup reached the host: skip far ahead so no invoice or STAN is reused.
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'invoice'", (RESTORE_SKIP,))
+        conn.execute(
+            "UPDATE counters SET value = (value + ?) % 999999 + 1 WHERE name LIKE 'stan:%'", (RESTORE_SKIP,)
+        )
+        today = time.strftime("%Y-%m-%d")
+        conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES (?, ?)", (f"stan:{today}", RESTORE_SKIP))
         names = manifest["segments"]
         conn.execute(
             f"UPDATE segments SET local = 0 WHERE name NOT IN ({','.join('?' for _ in names) or 'NULL'})", names
