@@ -279,6 +279,10 @@ class Records:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def outbox_count(self) -> int:
+        """Messages still waiting in the outbox."""
+        return int(self.journal.conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+
     def outbox_done(self, message_id: int, *, status: str = "delivered", reply: dict[str, Any] | None = None) -> None:
         """Mark an outbox message delivered (a settlement-class write: draining must not fail for space)."""
 

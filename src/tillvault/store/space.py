@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ MIB = 1024 * 1024
 BALLAST_NAME = "ballast.bin"
 
 LEVELS = ("normal", "watch", "high", "critical", "exhausted")
+#: Seconds a walk of the data folder (other than the journal) is reused.
+WALK_TTL_S = 2.0
+#: Unexplained change of the disk's free space that forces a new walk.
+WALK_DRIFT_BYTES = 128 * 1024
 
 
 def parse_size(text: str | int) -> int:
@@ -139,6 +144,7 @@ class SpaceManager:
         self._open_batch_count = open_batch_count
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._walk_cache: tuple[float, int, int, int] | None = None
 
     # -- measurement --------------------------------------------------------------------------
     def fs_free_bytes(self) -> int:
@@ -147,7 +153,33 @@ class SpaceManager:
         return st.f_bavail * st.f_frsize
 
     def store_bytes(self) -> int:
-        """Bytes held on disk by every file under the data folder."""
+        """Bytes held on disk by every file under the data folder.
+
+        The journal's files are measured every time; the rest of the folder (segments, caches,
+        ballast) is walked at most every ``WALK_TTL_S`` seconds, since ``statvfs`` (read live)
+        already bounds free space by what the disk really has.
+        """
+        now = time.monotonic()
+        journal = self.journal.file_bytes()
+        fs_free = self.fs_free_bytes()
+        cache = self._walk_cache
+        # Walk again when stale, or when the disk's free space moved by more than the journal did
+        # (another file grew or shrank: an update download, a segment, a cleaned cache).
+        if (
+            cache is None
+            or now - cache[0] > WALK_TTL_S
+            or abs((cache[2] - fs_free) - (journal - cache[3])) > WALK_DRIFT_BYTES
+        ):
+            cache = (now, self._walk_others(), fs_free, journal)
+            self._walk_cache = cache
+        return cache[1] + journal
+
+    def forget_sizes(self) -> None:
+        """Walk the folder again at the next measurement (after sealing, eviction, cleaning)."""
+        self._walk_cache = None
+
+    def _walk_others(self) -> int:
+        journal_files = {str(self.journal.path) + sfx for sfx in ("", "-wal", "-shm")}
         total = 0
         stack = [self.root]
         while stack:
@@ -157,7 +189,7 @@ class SpaceManager:
                     with contextlib.suppress(FileNotFoundError):
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(Path(entry.path))
-                        elif entry.is_file(follow_symlinks=False):
+                        elif entry.is_file(follow_symlinks=False) and entry.path not in journal_files:
                             total += entry.stat(follow_symlinks=False).st_size
         return total
 
@@ -169,8 +201,10 @@ class SpaceManager:
         """Path of the ballast file."""
         return self.root / BALLAST_NAME
 
-    def status(self) -> SpaceStatus:
-        """Measure capacity, use, reserve and pressure now."""
+    def status(self, *, exact: bool = False) -> SpaceStatus:
+        """Measure capacity, use, reserve and pressure now (``exact``: walk the whole folder again)."""
+        if exact:
+            self.forget_sizes()
         held = self.store_bytes()
         fs_free = self.fs_free_bytes()
         capacity = held + fs_free
@@ -271,6 +305,7 @@ class SpaceManager:
 
     def ensure_ballast(self) -> int:
         """Create the ballast file at its configured size if missing; returns its size."""
+        self.forget_sizes()
         path = self.ballast_path()
         size = self.policy.ballast_bytes
         if size <= 0 or self._ballast_size() >= size:
@@ -292,6 +327,7 @@ class SpaceManager:
 
     def release_ballast(self) -> int:
         """Delete the ballast (critical level only); returns the bytes released."""
+        self.forget_sizes()
         size = self._ballast_size()
         with contextlib.suppress(FileNotFoundError):
             self.ballast_path().unlink()

@@ -29,6 +29,8 @@ from tillvault.store.records import TX_COLUMNS, Records
 from tillvault.store.segments import find, read_segment, seal_segment, verify_segment
 
 SEGMENT_DIR = "segments"
+#: ``extra`` keys that only matter while a batch is open.
+SEAL_DROPS = ("pan_enc", "when")
 DELETE_CHUNK = 200
 DAY_MS = 86_400_000
 
@@ -180,10 +182,12 @@ class Tiers:
             for r in conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,))
         ]
         for r in records:  # the card is gone from sealed data: no encrypted PAN either
-            if r["extra"] and "pan_enc" in r["extra"]:
+            if r["extra"]:
                 from tillvault.store.encoding import canonical, decode
 
-                extra = {k: v for k, v in decode(r["extra"]).items() if k != "pan_enc"}
+                # Working data of an open batch leaves with it: the encrypted card (no void is
+                # possible any more) and the request's local time (created_ms keeps the instant).
+                extra = {k: v for k, v in decode(r["extra"]).items() if k not in SEAL_DROPS}
                 r["extra"] = canonical(extra).decode() if extra else None
         # The sealed stretch of the chain ends at the batch's close, or just before the first event
         # of a later batch (sales went on while this close was interrupted): those stay hot.

@@ -93,7 +93,7 @@ def drain_outbox(
         _complete(t, message, reply)
         report.delivered += 1
         report.delivered_kinds[message["kind"]] = report.delivered_kinds.get(message["kind"], 0) + 1
-    report.remaining = len(t.records.outbox_pending(limit=1_000_000))
+    report.remaining = t.records.outbox_count()
     return report
 
 

@@ -103,7 +103,7 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
     ``force_level`` runs the steps up to that level whatever the pressure (``cleanup``
     runs the safe steps: ``high``).
     """
-    st = t.status()
+    st = t.status()  # exact measurement
     level = force_level or st["pressure"]
     report = LadderReport(level_before=st["pressure"])
     used_before = t.space.status().used_bytes
@@ -158,6 +158,7 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
             except (SettlementError, StorageError) as exc:
                 report.actions.append(f"forced settlement not possible now: {exc}")
     after = t.status()
+    t.space.forget_sizes()
     report.level_after = after["pressure"]
     report.freed_bytes = max(0, used_before - t.space.status().used_bytes)
     report.message, report.message_zh = messages(report.level_after, t.space.device, after)

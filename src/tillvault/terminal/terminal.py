@@ -505,6 +505,7 @@ class Terminal:
         # Seal what closed (best effort: if it cannot happen now, the pressure ladder retries).
         with contextlib.suppress(TillVaultError):
             self.tiers.seal_closed()
+        self.space.forget_sizes()
         return report
 
     def batch_full(self) -> bool:
@@ -519,7 +520,10 @@ class Terminal:
         return drain_outbox(self, force=force)
 
     def _drain_due(self) -> None:
-        if self.records.outbox_pending(limit=1):
+        due = self.journal.conn.execute(
+            "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'"
+        ).fetchone()[0]
+        if due is not None and due <= self.now_ms():
             with contextlib.suppress(TillVaultError):
                 self.drain_outbox()
 
@@ -576,7 +580,7 @@ class Terminal:
         """Capacity, use, reserve, pressure, runway and counts (the ``tillvault status --json`` contract)."""
         from tillvault.terminal.pressure import level_with_runway, messages
 
-        st = self.space.status()
+        st = self.space.status(exact=True)
         counts = self.records.count_by_status()
         fc = self.forecast()
         out = {
@@ -602,7 +606,7 @@ class Terminal:
             "transactions": sum(counts.values()),
             "counts": counts,
             "pending_intents": counts.get("pending", 0),
-            "outbox_pending": len(self.records.outbox_pending(limit=100_000)),
+            "outbox_pending": self.records.outbox_count(),
             **self.tiers.counts(),
             "caches": self.caches.usage(),
             "archive": self.config.archive,
