@@ -152,3 +152,20 @@ def test_to_dict_is_json_ready() -> None:
     d = f.to_dict()
     assert set(d) >= {"bytes_per_day", "runway_days", "runway_days_low", "runway_days_high", "method"}
     assert isinstance(f, Forecast)
+
+
+def test_nightly_close_saw_tooth_measures_the_growth_of_the_daily_peak() -> None:
+    # Usage rises 3 MB over each shop day and falls back at the close, keeping 100 KB more each day.
+    samples = []
+    day_s = 86_400
+    for day in range(20):
+        base = 10_000_000 + day * 100_000
+        for hour in range(24):
+            rise = 3_000_000 * min(1.0, max(0.0, (hour - 7) / 16)) if hour < 23 else 0
+            samples.append((day * day_s + hour * 3600, int(base + rise)))
+    now = 19 * day_s + 12 * 3600
+    fc = forecast_runway([s for s in samples if s[0] <= now], 20_000_000, now=now)
+    assert fc.bytes_per_day == pytest.approx(100_000, rel=0.05)
+    assert "daily-peak" in fc.method
+    # Today's remaining rise (~1.3 MB) comes off the free space first.
+    assert fc.runway_days == pytest.approx((20_000_000 - 3_000_000 * 11 / 16) / 100_000, rel=0.08)

@@ -92,6 +92,13 @@ def forecast_runway(
             f"no usage sample in the {window_days} days before now (sample times must be epoch seconds)", 0, 0
         )
     rates, resets = _daily_rates(points, utc_offset_s)
+    cyclic = _daily_cycle(points, utc_offset_s)
+    if cyclic is not None:
+        # A vault that settles and seals every night: usage rises all day and falls back at the
+        # close. What fills the device is the growth of the daily peak, and today's remaining
+        # rise must fit too; the day's own rise is not growth.
+        rates, resets, still_to_rise = cyclic
+        free_bytes = max(0, free_bytes - still_to_rise)
     if len(rates) < MIN_DAYS:
         return _no_forecast(
             f"need growth measured on at least {MIN_DAYS} days; have {len(rates)}"
@@ -118,7 +125,8 @@ def forecast_runway(
     today = _weekday(math.floor((now + utc_offset_s) / DAY_S))
     seasonal = len(set(factors)) > 1
     method = (
-        f"median of {len(normal)} daily growth rates"
+        ("daily-peak growth (nightly close), " if cyclic is not None else "")
+        + f"median of {len(normal)} daily growth rates"
         + (f", {resets} reset days ignored" if resets else "")
         + (f", {len(surges)} surge days set apart" if surges else "")
         + (", weekday factors" if seasonal else "")
@@ -171,6 +179,42 @@ def _daily_rates(points: list[tuple[float, int]], utc_offset_s: int) -> tuple[li
         else:
             resets += 1
     return rates, resets
+
+
+def _daily_cycle(
+    points: list[tuple[float, int]], utc_offset_s: int
+) -> tuple[list[tuple[int, float]], int, float] | None:
+    """Day-over-day growth of the daily peak when most days end with a large drop (a nightly close),
+    else None. Returns (rates, reset days left out, today's expected remaining rise)."""
+    days: dict[int, list[int]] = {}
+    for t, u in points:
+        days.setdefault(math.floor((t + utc_offset_s) / DAY_S), []).append(u)
+    if len(days) < MIN_DAYS + 1:
+        return None
+    ordered = sorted(days)
+    dropping = 0
+    for day in ordered:
+        values = days[day]
+        rise = max(values) - values[0]
+        fall = max(values) - values[-1]
+        if rise > 0 and fall >= 0.5 * rise:
+            dropping += 1
+    if dropping < 0.6 * len(ordered):
+        return None
+    rates: list[tuple[int, float]] = []
+    resets = 0
+    for prev, day in itertools.pairwise(ordered[:-1]):  # today's peak is not reached yet
+        if day - prev != 1:
+            continue
+        growth = max(days[day]) - max(days[prev])
+        if growth < 0:
+            resets += 1  # an eviction or offload lowered the whole level
+        else:
+            rates.append((day, float(growth)))
+    amplitudes = [max(days[d]) - min(days[d]) for d in ordered[-8:-1]]
+    today = days[ordered[-1]]
+    still_to_rise = max(0.0, _median([float(a) for a in amplitudes]) - (today[-1] - min(today)))
+    return rates, resets, still_to_rise
 
 
 def _weekday(day: int) -> int:
