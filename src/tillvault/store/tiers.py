@@ -73,6 +73,7 @@ class Tiers:
         #: Called with a reason when copying to device B fails (the device set degrades B).
         self.on_mirror_failure: Any = None
         self._aggregates: dict[str, dict[str, Any]] = {}
+        self._by_invoice: dict[str, dict[int, dict[str, Any]]] = {}
 
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""
@@ -299,9 +300,19 @@ class Tiers:
         for seg in reversed(self.catalogue()):
             if not seg["local"]:
                 continue
+            cached = self._by_invoice.get(seg["name"])
+            if cached is not None:
+                if invoice in cached:
+                    return dict(cached[invoice])
+                continue
             with contextlib.suppress(FileNotFoundError):
                 rec = find(self.segment_path(seg["name"]), self.keyring, invoice=invoice)
                 if rec is not None:
+                    # Refunds and reprints come in runs: keep the last few segments decoded.
+                    rows = read_segment(self.segment_path(seg["name"]), self.keyring)
+                    self._by_invoice[seg["name"]] = {r["invoice"]: r for r in rows}
+                    while len(self._by_invoice) > 4:
+                        self._by_invoice.pop(next(iter(self._by_invoice)))
                     return rec
         return None
 

@@ -210,7 +210,6 @@ def settle(t: Terminal) -> SettlementReport:
         report.reason = "balanced" + (f" after uploading {uploaded} transaction(s)" if uploaded else "")
     report.closed_ms = t.now_ms()
     _close(t, batch, report)
-    _strip_card_data(t, batch)
     return report
 
 
@@ -300,7 +299,7 @@ def _close(t: Terminal, batch: int, report: SettlementReport) -> None:
     t.records.forget_cached_counts()
 
 
-def _strip_card_data(t: Terminal, batch: int) -> None:
+def strip_card_data(t: Terminal, batch: int) -> None:
     """Erase the encrypted PANs of a closed batch (no void is possible any more), in small writes."""
     while True:
         rows = t.journal.conn.execute(

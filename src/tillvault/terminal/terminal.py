@@ -505,6 +505,12 @@ class Terminal:
         # Seal what closed (best effort: if it cannot happen now, the pressure ladder retries).
         with contextlib.suppress(TillVaultError):
             self.tiers.seal_closed()
+        if report.closed_ms is not None and report.batch not in {s["batch"] for s in self.tiers.catalogue()}:
+            # Not sealed yet: the encrypted card data of the closed batch goes now anyway.
+            from tillvault.terminal.settle import strip_card_data
+
+            with contextlib.suppress(TillVaultError):
+                strip_card_data(self, report.batch)
         self.space.forget_sizes()
         return report
 
