@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tillvault.errors import ConfigError, InvalidInput, KeyRingError, SegmentCorrupt, StorageFull
 from tillvault.sim import reference_records
-from tillvault.store import segments
+from tillvault.store import fsutil, segments
 from tillvault.store.keys import Key, KeyRing
 from tillvault.store.segment_codec import COLUMNS, INT_COLUMNS, JSON_COLUMNS, decode_block, encode_block, same_records
 from tillvault.store.segments import (
@@ -401,7 +401,7 @@ def test_disk_full_while_sealing_leaves_the_old_file(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(segments.os, "fsync", full)
+    monkeypatch.setattr(fsutil.os, "fsync", full)
     with pytest.raises(StorageFull, match="nothing was written"):
         seal(day[10:20], path, ring)
     monkeypatch.undo()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tillvault.errors import StorageError
+from tillvault.store.fsutil import fsync_dir
 
 
 class ArchiveUnavailable(StorageError):
@@ -78,7 +79,7 @@ class DirectorySink:
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(tmp, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -116,13 +117,5 @@ class DirectorySink:
             tmp.unlink()
             raise ArchiveUnavailable(f"archive copy of {name} is corrupt (digest mismatch)")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return dest
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

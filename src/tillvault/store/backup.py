@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tillvault.errors import ConfigError, InvalidInput, KeyRingError, StorageError
+from tillvault.store.fsutil import fsync_dir, write_atomic
 
 FORMAT = "tillvault-backup"
 VERSION = 1
@@ -184,17 +185,8 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
         "files": files,
         "kdf": {"name": "scrypt", **SCRYPT, "salt": salt.hex()},
     }
-    for folder in (dest / "segments", dest):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    tmp = dest / ".manifest.json"
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest / "manifest.json")
+    fsync_dir(dest / "segments")
+    write_atomic(dest / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
     return manifest
 
 
@@ -272,9 +264,7 @@ def restore_backup(
         # Segments the backup did not carry (evicted to the archive) are not local here.
         # Sales made after the backup reached the host: skip far ahead so no invoice or STAN is reused.
         conn.execute("UPDATE counters SET value = value + ? WHERE name = 'invoice'", (RESTORE_SKIP,))
-        conn.execute(
-            "UPDATE counters SET value = (value + ?) % 999999 + 1 WHERE name LIKE 'stan:%'", (RESTORE_SKIP,)
-        )
+        conn.execute("UPDATE counters SET value = (value + ?) % 999999 + 1 WHERE name LIKE 'stan:%'", (RESTORE_SKIP,))
         today = time.strftime("%Y-%m-%d")
         conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES (?, ?)", (f"stan:{today}", RESTORE_SKIP))
         names = manifest["segments"]

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tillvault.store.fsutil import write_atomic
+
 MARKER = "tillvault-device.json"
 
 
@@ -27,19 +29,8 @@ def write_marker(root: Path, *, terminal_uuid: str, device: str, generation: int
     ``generation`` rises each time the primary role moves: the device holding the highest
     generation holds the newest journal, and only it may be copied onto the other.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / MARKER
-    tmp = root / f".{MARKER}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"terminal_uuid": terminal_uuid, "device": device, "generation": generation}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    doc = {"terminal_uuid": terminal_uuid, "device": device, "generation": generation}
+    write_atomic(root / MARKER, json.dumps(doc).encode("utf-8"))
 
 
 def marker_generation(root: Path) -> int | None:

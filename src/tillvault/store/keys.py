@@ -13,12 +13,10 @@ Purposes:
 from __future__ import annotations
 
 import base64
-import contextlib
 import hmac
 import json
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tillvault.errors import ConfigError, KeyRingError
+from tillvault.store.fsutil import write_atomic
 
 PURPOSES = ("token", "kek")
 
@@ -110,23 +109,7 @@ class KeyRing:
                 for k in self._keys.values()
             ],
         }
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, json.dumps(doc).encode("utf-8"), mode=0o600)
 
     # -- keys ---------------------------------------------------------------------------------
     def add_key(self, purpose: str, *, save: bool = True) -> Key:

@@ -40,37 +40,10 @@ from typing import Any
 import zstandard
 
 from tillvault.errors import InvalidInput
+from tillvault.store.records import TX_COLUMNS
 
 #: The columns of a sealed record, in block order (the ``transactions`` table without ``checksum``).
-COLUMNS: tuple[str, ...] = (
-    "invoice",
-    "terminal_id",
-    "batch",
-    "stan",
-    "business_date",
-    "kind",
-    "status",
-    "amount",
-    "currency",
-    "card_token",
-    "masked_pan",
-    "brand",
-    "card_type",
-    "entry_mode",
-    "merchant_id",
-    "operator_id",
-    "customer_ref",
-    "original_invoice",
-    "rrn",
-    "auth_code",
-    "response_code",
-    "reason",
-    "fee",
-    "created_ms",
-    "updated_ms",
-    "idem_key",
-    "extra",
-)
+COLUMNS: tuple[str, ...] = TX_COLUMNS
 INT_COLUMNS = frozenset({"invoice", "batch", "stan", "amount", "original_invoice", "fee", "created_ms", "updated_ms"})
 JSON_COLUMNS = frozenset({"extra"})
 _INDEX = {name: i for i, name in enumerate(COLUMNS)}

@@ -25,13 +25,10 @@ Failure modes and what happens:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tillvault.errors import ConfigError, DeviceFailed, InvalidInput, KeyRingError, SegmentCorrupt, StorageFull
+from tillvault.store.fsutil import write_atomic
 from tillvault.store.keys import KeyRing
 from tillvault.store.segment_codec import check_records, decode_block, decode_columns, encode_block, same_records
 
@@ -271,31 +269,10 @@ def _block_aad(seal_bytes: bytes, index: int) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomic(path, data)
     except OSError as exc:
         raise _os_error(exc, path, len(data)) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise _os_error(exc, path, len(data)) from exc
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _os_error(exc: OSError, path: Path, size: int) -> StorageFull | DeviceFailed:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tillvault.errors import ConfigError, NotInitialized
+from tillvault.store.fsutil import write_atomic
 
 CONFIG_NAME = "terminal.json"
 CONFIG_FORMAT = "tillvault-terminal/1"
@@ -57,23 +55,7 @@ class TerminalConfig:
 
     def save(self, data_dir: Path) -> None:
         """Write atomically (temp file, fsync, rename, fsync folder)."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".terminal-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, ensure_ascii=False, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, data_dir / CONFIG_NAME)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(data_dir / CONFIG_NAME, json.dumps(self.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"))
 
     @classmethod
     def load(cls, data_dir: Path) -> TerminalConfig:
