@@ -189,6 +189,25 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 4: members cost less: the reference is already the keyed phone token (its first 60 bits), so
+    # the full token column and its unique index go (S1 minimized; S2.2 merges stay by phone).
+    [
+        """CREATE TABLE customers_v4 (
+            customer_ref TEXT PRIMARY KEY,
+            name_enc BLOB,
+            visits INTEGER NOT NULL DEFAULT 0,
+            total_amount INTEGER NOT NULL DEFAULT 0,
+            first_ms INTEGER NOT NULL,
+            last_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "INSERT INTO customers_v4 SELECT customer_ref, name_enc, visits, total_amount, first_ms, last_ms "
+        "FROM customers",
+        "DROP TABLE customers",
+        "ALTER TABLE customers_v4 RENAME TO customers",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -547,15 +547,14 @@ class SaleFlow:
         return "C" + self.t.keyring.token(normalize_phone(phone), domain="phone")[:15]
 
     def _upsert_customer(self, ctx: WriteContext, ref: str, customer: tuple[str, str | None], amount: int) -> None:
-        phone, name = customer
-        phone_token = self.t.keyring.token(normalize_phone(phone), domain="phone")
+        _, name = customer
         name_enc = self.t.keyring.encrypt_field(name.encode("utf-8"), context=b"customer") if name else None
         ctx.conn.execute(
-            "INSERT INTO customers (customer_ref, phone_token, name_enc, visits, total_amount, first_ms, last_ms) "
-            "VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT(customer_ref) DO UPDATE SET visits = visits + 1, "
+            "INSERT INTO customers (customer_ref, name_enc, visits, total_amount, first_ms, last_ms) "
+            "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT(customer_ref) DO UPDATE SET visits = visits + 1, "
             "total_amount = total_amount + excluded.total_amount, last_ms = excluded.last_ms, "
             "name_enc = coalesce(excluded.name_enc, name_enc)",
-            (ref, phone_token, name_enc, amount, ctx.ts_ms, ctx.ts_ms),
+            (ref, name_enc, amount, ctx.ts_ms, ctx.ts_ms),
         )
 
     def receipt(self, tx: dict[str, Any]) -> str:
