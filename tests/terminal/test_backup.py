@@ -47,8 +47,9 @@ def test_backup_during_a_stream_of_sales_restores_every_acknowledged_sale(
     assert manifest["segments"] and manifest["journal_tip_seq"] > 0
     raw = b"".join(p.read_bytes() for p in (tmp_path / "backup").rglob("*") if p.is_file())
     assert all(pan.encode() not in raw for pan in PANS)
-    result = restore_backup(tmp_path / "backup", tmp_path / "new-device", "correct horse battery staple",
-                            tmp_path / "new-ring")
+    result = restore_backup(
+        tmp_path / "backup", tmp_path / "new-device", "correct horse battery staple", tmp_path / "new-ring"
+    )
     assert result["ok"], result["scrub"]["problems"]
     with Terminal.open(tmp_path / "new-device") as restored:
         assert restored.scrub()["ok"]

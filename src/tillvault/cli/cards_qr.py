@@ -20,9 +20,7 @@ from tillvault.domain.emvqr import MerchantAccount, QRParseResult, build_qr, par
 from tillvault.domain.money import currency_info, parse_amount
 from tillvault.errors import InvalidInput
 
-card_app = typer.Typer(
-    help="Check payment cards locally (brand, length, Luhn, expiry).", no_args_is_help=True
-)
+card_app = typer.Typer(help="Check payment cards locally (brand, length, Luhn, expiry).", no_args_is_help=True)
 qr_app = typer.Typer(help="Parse and make EMVCo merchant-presented QR codes.", no_args_is_help=True)
 
 #: Exit code for a card or QR code that fails its checks.
@@ -145,9 +143,7 @@ def _parse_account(spec: str) -> MerchantAccount:
         tag, body = spec[:2], spec[3:]
     gui, sep, ident = body.partition(":")
     if not sep or not gui or not ident:
-        raise InvalidInput(
-            f"--account {spec!r} must look like GUI:ID (optionally TAG=GUI:ID), e.g. br.gov.bcb.pix:KEY"
-        )
+        raise InvalidInput(f"--account {spec!r} must look like GUI:ID (optionally TAG=GUI:ID), e.g. br.gov.bcb.pix:KEY")
     return MerchantAccount(tag=tag, gui=gui, fields={"01": ident})
 
 
@@ -156,9 +152,7 @@ def qr_make(
     name: Annotated[str, typer.Option("--name", help="Merchant name (tag 59, at most 25 characters).")],
     city: Annotated[str, typer.Option("--city", help="Merchant city (tag 60, at most 15 characters).")],
     country: Annotated[str, typer.Option("--country", help="Country, ISO 3166-1 alpha-2 (tag 58), e.g. CN.")],
-    currency: Annotated[
-        str, typer.Option("--currency", help="Currency, ISO 4217 alpha or numeric (tag 53).")
-    ],
+    currency: Annotated[str, typer.Option("--currency", help="Currency, ISO 4217 alpha or numeric (tag 53).")],
     mcc: Annotated[str, typer.Option("--mcc", help="Merchant category code, 4 digits (tag 52).")],
     account: Annotated[
         list[str],
@@ -170,12 +164,8 @@ def qr_make(
     amount: Annotated[
         str | None, typer.Option("--amount", help="Amount in major units, e.g. 12.34 (makes a dynamic code).")
     ] = None,
-    reference: Annotated[
-        str | None, typer.Option("--reference", help="Reference label (tag 62, sub-tag 05).")
-    ] = None,
-    bill_number: Annotated[
-        str | None, typer.Option("--bill-number", help="Bill number (tag 62, sub-tag 01).")
-    ] = None,
+    reference: Annotated[str | None, typer.Option("--reference", help="Reference label (tag 62, sub-tag 05).")] = None,
+    bill_number: Annotated[str | None, typer.Option("--bill-number", help="Bill number (tag 62, sub-tag 01).")] = None,
     terminal_label: Annotated[
         str | None, typer.Option("--terminal-label", help="Terminal label (tag 62, sub-tag 07).")
     ] = None,
@@ -183,12 +173,8 @@ def qr_make(
     alt_language: Annotated[
         str | None, typer.Option("--alt-language", help="Alternate language code (tag 64), e.g. ZH.")
     ] = None,
-    alt_name: Annotated[
-        str | None, typer.Option("--alt-name", help="Merchant name in the alternate language.")
-    ] = None,
-    alt_city: Annotated[
-        str | None, typer.Option("--alt-city", help="Merchant city in the alternate language.")
-    ] = None,
+    alt_name: Annotated[str | None, typer.Option("--alt-name", help="Merchant name in the alternate language.")] = None,
+    alt_city: Annotated[str | None, typer.Option("--alt-city", help="Merchant city in the alternate language.")] = None,
     png: Annotated[
         Path | None, typer.Option("--png", help="Also write the QR code as a PNG image to this file.")
     ] = None,

@@ -47,9 +47,7 @@ def demo(
     days: Annotated[
         int | None, typer.Option("--days", min=3, help="Fewer days for a quicker look (default 30).")
     ] = None,
-    per_day: Annotated[
-        int | None, typer.Option("--per-day", min=1, help="Sales a weekday (default 2,000).")
-    ] = None,
+    per_day: Annotated[int | None, typer.Option("--per-day", min=1, help="Sales a weekday (default 2,000).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """The main job: 30 days of a busy shop (surge, outage) through TillVault and the naive store, side by side."""

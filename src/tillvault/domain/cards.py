@@ -351,9 +351,7 @@ def check_card(pan: str, expiry: str | None = None, *, today: date | None = None
             if brand.luhn_required:
                 errors.append(f"PAN {masked} fails the Luhn check (a digit is probably mistyped)")
             else:
-                warnings.append(
-                    f"PAN {masked} fails the Luhn check; accepted because {brand.name} PANs are exempt"
-                )
+                warnings.append(f"PAN {masked} fails the Luhn check; accepted because {brand.name} PANs are exempt")
     if brand is not None and brand.co_brand:
         warnings.append(f"IIN {digits[:6]} is co-branded {brand.name}/{BRAND_NAMES[brand.co_brand]}")
     shown_expiry = None

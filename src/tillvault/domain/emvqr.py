@@ -210,9 +210,7 @@ def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_F
             errors.append(f"{head}position {pos}: {word} id {tag!r} is not two digits")
             return fields, False
         if not (length.isascii() and length.isdigit()):
-            errors.append(
-                f"{head}position {pos}: {word} {tag} has length {length!r}, which is not two digits"
-            )
+            errors.append(f"{head}position {pos}: {word} {tag} has length {length!r}, which is not two digits")
             return fields, False
         size, left = int(length), n - i - 4
         if size > left:
@@ -269,9 +267,7 @@ def _parse_amount(res: QRParseResult, f: _Field) -> None:
     if res.currency:
         exp = currency_info(res.currency).exponent
         if len(frac) > exp:
-            res.errors.append(
-                f"tag 54: amount {f.value} has {len(frac)} decimals; {res.currency} allows {exp}"
-            )
+            res.errors.append(f"tag 54: amount {f.value} has {len(frac)} decimals; {res.currency} allows {exp}")
             return
         res.amount_minor = int(whole or "0") * 10**exp + int(frac.ljust(exp, "0") or "0")
         if res.amount_minor == 0:
@@ -328,9 +324,7 @@ def _parse_language(f: _Field, res: QRParseResult) -> None:
     res.alternate_language = alt
 
 
-def _check_crc(
-    text: str, fields: list[_Field], complete: bool, seen: dict[str, _Field], res: QRParseResult
-) -> None:
+def _check_crc(text: str, fields: list[_Field], complete: bool, seen: dict[str, _Field], res: QRParseResult) -> None:
     crc = seen.get("63")
     if crc is None:
         tail = re.search(r"6304([0-9A-Fa-f]{4})\Z", text)
@@ -382,9 +376,7 @@ def _clean(text: Any, res: QRParseResult) -> str | None:
             res.errors.append(f"position {i}: unpaired surrogate U+{ord(ch):04X} (not valid Unicode)")
             break
     if len(stripped) > MAX_PAYLOAD_CHARS:
-        res.warnings.append(
-            f"payload has {len(stripped)} characters; EMVCo allows at most {MAX_PAYLOAD_CHARS}"
-        )
+        res.warnings.append(f"payload has {len(stripped)} characters; EMVCo allows at most {MAX_PAYLOAD_CHARS}")
     return stripped
 
 
@@ -397,9 +389,7 @@ def _check_root_order(fields: list[_Field], seen: dict[str, _Field], res: QRPars
         res.errors.append(f"tag 00: must be the first field (found at position {pfi.pos})")
     res.payload_format = pfi.value
     if pfi.value == "02":
-        res.warnings.append(
-            "tag 00: payload format indicator is '02', the spec says '01' (accepted, as on DuitNow)"
-        )
+        res.warnings.append("tag 00: payload format indicator is '02', the spec says '01' (accepted, as on DuitNow)")
     elif pfi.value != "01":
         res.errors.append(f"tag 00: payload format indicator is {pfi.value!r}, expected '01'")
 
@@ -511,9 +501,7 @@ def _parse_payload(payload: str, res: QRParseResult) -> None:
     seen: dict[str, _Field] = {}
     for f in fields:
         if f.tag in seen:
-            res.errors.append(
-                f"tag {f.tag}: duplicate (first at position {seen[f.tag].pos}, again at {f.pos})"
-            )
+            res.errors.append(f"tag {f.tag}: duplicate (first at position {seen[f.tag].pos}, again at {f.pos})")
             continue
         seen[f.tag] = f
         res.tags[f.tag] = f.value
@@ -580,9 +568,7 @@ def _account_tlv(acc: MerchantAccount | Mapping[str, Any], free: list[str]) -> t
         try:
             a = MerchantAccount(**dict(acc))
         except TypeError as exc:
-            raise InvalidInput(
-                f"merchant account {dict(acc)!r}: use the keys tag, gui, fields, value"
-            ) from exc
+            raise InvalidInput(f"merchant account {dict(acc)!r}: use the keys tag, gui, fields, value") from exc
     if a.value is not None:
         if a.tag is None or not re.fullmatch(r"0[2-9]|1[0-9]|2[0-5]", a.tag):
             raise InvalidInput("a card-scheme account (plain value) needs a tag from 02 to 25")
@@ -665,9 +651,7 @@ def build_qr(
         out += _tlv("61", _text(postal_code, "postal code", 10), "postal code")
     if additional_data:
         inner = ""
-        by_tag = {
-            _subtag(_ADDITIONAL_DATA_TAGS.get(k, k), "additional data"): v for k, v in additional_data.items()
-        }
+        by_tag = {_subtag(_ADDITIONAL_DATA_TAGS.get(k, k), "additional data"): v for k, v in additional_data.items()}
         for key in sorted(by_tag):
             limit = 25 if "01" <= key <= "08" else 99
             what = f"additional data {ADDITIONAL_DATA_NAMES.get(key, key)}"
@@ -678,9 +662,7 @@ def build_qr(
         lang = alt.get("language", "")
         if not re.fullmatch(r"[A-Za-z]{2}", lang):
             raise InvalidInput(f"alternate language {lang!r} is not a 2-letter ISO 639-1 code")
-        inner = _tlv("00", lang, "language") + _tlv(
-            "01", _text(alt.get("name"), "alternate name", 25), "name"
-        )
+        inner = _tlv("00", lang, "language") + _tlv("01", _text(alt.get("name"), "alternate name", 25), "name")
         if alt.get("city"):
             inner += _tlv("02", _text(alt["city"], "alternate city", 15), "alternate city")
         out += _tlv("64", inner, "alternate language template")

@@ -93,9 +93,7 @@ def check_limits(
     """
     cur = currency_info(currency or limits.currency).alpha
     if cur != limits.currency:
-        raise InvalidInput(
-            f"limits are set in {limits.currency}; a sale in {cur} cannot be checked against them"
-        )
+        raise InvalidInput(f"limits are set in {limits.currency}; a sale in {cur} cannot be checked against them")
     for value, name in (
         (amount, "amount"),
         (card_day_total, "card_day_total"),
@@ -109,8 +107,7 @@ def check_limits(
 
     if amount < limits.min_per_transaction:
         raise LimitExceeded(
-            f"amount {money(amount)} is below the per-transaction minimum "
-            f"{money(limits.min_per_transaction)}",
+            f"amount {money(amount)} is below the per-transaction minimum {money(limits.min_per_transaction)}",
             limit="min_per_transaction",
             excess_minor=limits.min_per_transaction - amount,
         )

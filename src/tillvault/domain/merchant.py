@@ -43,8 +43,7 @@ def validate_licence_number(number: str) -> str:
         return str(uscc.validate(number))
     except stdnum_errors.InvalidLength as exc:
         raise InvalidInput(
-            f"licence number {number!r} has {len(uscc.compact(number))} characters; "
-            "a unified social credit code has 18"
+            f"licence number {number!r} has {len(uscc.compact(number))} characters; a unified social credit code has 18"
         ) from exc
     except stdnum_errors.InvalidChecksum as exc:
         raise InvalidInput(f"licence number {number!r} has a wrong check digit (last character)") from exc
@@ -90,8 +89,7 @@ class Merchant:
     def __post_init__(self) -> None:
         if not isinstance(self.merchant_id, str) or not _MERCHANT_ID.fullmatch(self.merchant_id):
             raise InvalidInput(
-                f"merchant id {self.merchant_id!r} must be 1 to 15 letters, digits or spaces "
-                "(ISO 8583 field 42)"
+                f"merchant id {self.merchant_id!r} must be 1 to 15 letters, digits or spaces (ISO 8583 field 42)"
             )
         if not self.merchant_id.strip():
             raise InvalidInput("merchant id is blank")
@@ -113,9 +111,7 @@ class Merchant:
         if not isinstance(self.address, str) or len(self.address) > 200:
             raise InvalidInput("address must be text of at most 200 characters")
         self.licence_number = validate_licence_number(self.licence_number)
-        self.accounts = [
-            a if isinstance(a, MerchantAccount) else _account_from_dict(a) for a in self.accounts
-        ]
+        self.accounts = [a if isinstance(a, MerchantAccount) else _account_from_dict(a) for a in self.accounts]
 
     @classmethod
     def from_qr(

@@ -293,9 +293,7 @@ def parse_amount(text: str, currency: str | int | Currency) -> int:
     if len(frac) > cur.exponent:
         if cur.exponent == 0:
             raise InvalidInput(f"amount {shown!r} has decimals, but {cur.alpha} has no minor unit")
-        raise InvalidInput(
-            f"amount {shown!r} has {len(frac)} decimals; {cur.alpha} allows at most {cur.exponent}"
-        )
+        raise InvalidInput(f"amount {shown!r} has {len(frac)} decimals; {cur.alpha} allows at most {cur.exponent}")
     minor = int(whole) * 10**cur.exponent + int(frac.ljust(cur.exponent, "0") or "0")
     if minor > MAX_MINOR:
         raise InvalidInput(f"amount {shown!r} is too large")

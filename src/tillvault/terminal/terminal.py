@@ -530,9 +530,9 @@ class Terminal:
         return drain_outbox(self, force=force)
 
     def _drain_due(self) -> None:
-        due = self.journal.conn.execute(
-            "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'"
-        ).fetchone()[0]
+        due = self.journal.conn.execute("SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'").fetchone()[
+            0
+        ]
         if due is not None and due <= self.now_ms():
             with contextlib.suppress(TillVaultError):
                 self.drain_outbox()
