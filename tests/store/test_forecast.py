@@ -154,7 +154,7 @@ def test_to_dict_is_json_ready() -> None:
     assert isinstance(f, Forecast)
 
 
-def test_nightly_close_saw_tooth_measures_the_growth_of_the_daily_peak() -> None:
+def test_nightly_close_saw_tooth_measures_the_growth_left_by_each_close() -> None:
     # Usage rises 3 MB over each shop day and falls back at the close, keeping 100 KB more each day.
     samples = []
     day_s = 86_400
@@ -166,6 +166,6 @@ def test_nightly_close_saw_tooth_measures_the_growth_of_the_daily_peak() -> None
     now = 19 * day_s + 12 * 3600
     fc = forecast_runway([s for s in samples if s[0] <= now], 20_000_000, now=now)
     assert fc.bytes_per_day == pytest.approx(100_000, rel=0.05)
-    assert "daily-peak" in fc.method
+    assert "nightly-close" in fc.method
     # Today's remaining rise (~1.3 MB) comes off the free space first.
     assert fc.runway_days == pytest.approx((20_000_000 - 3_000_000 * 11 / 16) / 100_000, rel=0.08)

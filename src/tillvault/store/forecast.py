@@ -95,8 +95,8 @@ def forecast_runway(
     cyclic = _daily_cycle(points, utc_offset_s)
     if cyclic is not None:
         # A vault that settles and seals every night: usage rises all day and falls back at the
-        # close. What fills the device is the growth of the daily peak, and today's remaining
-        # rise must fit too; the day's own rise is not growth.
+        # close. What fills the device is the growth of the level each close leaves, and today's
+        # remaining rise must fit too; the day's own rise is not growth.
         rates, resets, still_to_rise = cyclic
         free_bytes = max(0, free_bytes - still_to_rise)
     if len(rates) < MIN_DAYS:
@@ -125,7 +125,7 @@ def forecast_runway(
     today = _weekday(math.floor((now + utc_offset_s) / DAY_S))
     seasonal = len(set(factors)) > 1
     method = (
-        ("daily-peak growth (nightly close), " if cyclic is not None else "")
+        ("nightly-close growth, " if cyclic is not None else "")
         + f"median of {len(normal)} daily growth rates"
         + (f", {resets} reset days ignored" if resets else "")
         + (f", {len(surges)} surge days set apart" if surges else "")
@@ -184,8 +184,8 @@ def _daily_rates(points: list[tuple[float, int]], utc_offset_s: int) -> tuple[li
 def _daily_cycle(
     points: list[tuple[float, int]], utc_offset_s: int
 ) -> tuple[list[tuple[int, float]], int, float] | None:
-    """Day-over-day growth of the daily peak when most days end with a large drop (a nightly close),
-    else None. Returns (rates, reset days left out, today's expected remaining rise)."""
+    """Day-over-day growth of the level left by each nightly close, when most days end with a large
+    drop, else None. Returns (rates, reset days left out, today's expected remaining rise)."""
     days: dict[int, list[int]] = {}
     for t, u in points:
         days.setdefault(math.floor((t + utc_offset_s) / DAY_S), []).append(u)
@@ -203,10 +203,12 @@ def _daily_cycle(
         return None
     rates: list[tuple[int, float]] = []
     resets = 0
-    for prev, day in itertools.pairwise(ordered[:-1]):  # today's peak is not reached yet
+    # The level each close leaves behind (the day's low) is what accumulates; peaks swing with
+    # promotions and downloads that the close or the cache cleaning takes away again.
+    for prev, day in itertools.pairwise(ordered):
         if day - prev != 1:
             continue
-        growth = max(days[day]) - max(days[prev])
+        growth = min(days[day]) - min(days[prev])
         if growth < 0:
             resets += 1  # an eviction or offload lowered the whole level
         else:
