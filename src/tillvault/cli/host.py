@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+from contextlib import closing
 from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -219,11 +220,8 @@ def register(app: typer.Typer) -> None:
         """List the host's accounts (cards by masked PAN only), amounts in minor units."""
 
         def run() -> list[dict[str, Any]]:
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 return [a.to_dict() for a in ledger.accounts(kind)]
-            finally:
-                ledger.close()
 
         rows = guarded(run, as_json=as_json)
         if as_json:
@@ -257,12 +255,9 @@ def register(app: typer.Typer) -> None:
         def run() -> dict[str, Any]:
             from tillvault.domain.iso8583 import terminal_id_field
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 figures = ledger.batch_totals(terminal_id_field(terminal), batch, currency)
                 settled = ledger.batch_settled(terminal_id_field(terminal), batch)
-            finally:
-                ledger.close()
             return {
                 "terminal": terminal,
                 "batch": batch,
@@ -289,12 +284,9 @@ def register(app: typer.Typer) -> None:
         def run() -> dict[str, Any]:
             from tillvault.host.payout import check_payables
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 result: dict[str, Any] = ledger.check_balanced()
                 payables = check_payables(ledger)
-            finally:
-                ledger.close()
             result["problems"] = [*result["problems"], *payables]
             result["payables_ok"] = not payables
             result["ok"] = not result["problems"]

@@ -8,6 +8,7 @@ Amounts typed on the command line are decimal major units (``299.00``); JSON giv
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,11 +100,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             from tillvault.host.payout import run_payout, write_payout_csv
 
             day = parse_date(when, "--date")
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 result = run_payout(ledger, day, today=date.today(), preview=preview)
-            finally:
-                ledger.close()
             result["csv"] = None if preview else str(write_payout_csv(result, csv_dir or data / "payouts"))
             return result
 
@@ -218,12 +216,9 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
                     )
                 )
                 schedule = FeeSchedule(tuple(rules), refunds_return_fee)
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 set_fee_schedule(ledger, schedule, merchant)
                 return {"ok": True, "merchant": merchant, **fee_schedule(ledger, merchant).to_dict()}
-            finally:
-                ledger.close()
 
         result = guarded(run, as_json=as_json)
         _print_schedule(result, as_json)
@@ -240,11 +235,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         def run() -> dict[str, Any]:
             from tillvault.host.settings import fee_schedule
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 return {"ok": True, "merchant": merchant, **fee_schedule(ledger, merchant).to_dict()}
-            finally:
-                ledger.close()
 
         _print_schedule(guarded(run, as_json=as_json), as_json)
 
@@ -283,8 +275,7 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         def run() -> dict[str, Any]:
             from tillvault.host.merchants import UNCHANGED, set_merchant
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 result = set_merchant(
                     ledger,
                     merchant,
@@ -294,8 +285,6 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
                     activation_min=_optional_amount(activation_min, "--activation-min"),
                     refund_threshold=_optional_amount(refund_threshold, "--refund-threshold"),
                 )
-            finally:
-                ledger.close()
             return {"ok": True, **result.to_dict()}
 
         result = guarded(run, as_json=as_json)
@@ -316,16 +305,13 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         def run() -> list[dict[str, Any]]:
             from tillvault.host.merchants import get_merchant, list_merchants
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 if merchant is None:
                     return [m.to_dict() for m in list_merchants(ledger)]
                 found = get_merchant(ledger, merchant)
                 if found is None:
                     raise InvalidInput(f"merchant {merchant} has no terms on this host")
                 return [found.to_dict()]
-            finally:
-                ledger.close()
 
         rows = guarded(run, as_json=as_json)
         if as_json:
@@ -365,11 +351,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             base = BusinessCalendar.from_dict(load_config(file)) if file is not None else BusinessCalendar()
             extra = BusinessCalendar.from_dict({"holidays": holiday or [], "workdays": workday or []})
             value = BusinessCalendar(base.holidays | extra.holidays, base.workdays | extra.workdays)
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 set_calendar(ledger, value)
-            finally:
-                ledger.close()
             return {"ok": True, **value.to_dict()}
 
         result = guarded(run, as_json=as_json)
@@ -390,11 +373,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             from tillvault.host.businessdays import parse_date
             from tillvault.host.settings import calendar
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 value = calendar(ledger)
-            finally:
-                ledger.close()
             out: dict[str, Any] = {"ok": True, **value.to_dict()}
             if when is not None:
                 day = parse_date(when, "--date")
@@ -432,11 +412,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
                     raise InvalidInput(f"--prefix must be DIGITS=TYPE, got {item!r}")
                 prefixes[digits.strip()] = kind.strip()
             rule = CardTypeRule(default_type, prefixes)
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 set_card_type_rule(ledger, rule)
-            finally:
-                ledger.close()
             return {"ok": True, **rule.to_dict()}
 
         result = guarded(run, as_json=as_json)
@@ -460,11 +437,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         def run() -> dict[str, Any]:
             from tillvault.host.payout import host_views
 
-            ledger = _open_ledger(data, config_dir)
-            try:
+            with closing(_open_ledger(data, config_dir)) as ledger:
                 rows, statements = host_views(ledger, terminal, None if batch is None else [batch])
-            finally:
-                ledger.close()
             return {"ok": True, "terminal": terminal, "rows": rows, "payouts": statements}
 
         result = guarded(run, as_json=as_json)
