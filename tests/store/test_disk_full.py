@@ -101,3 +101,18 @@ def test_engine_full_error_rolls_back_and_journal_resumes_after_space_returns(tm
     raw = sqlite3.connect(Path(data) / "journal.db")
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     raw.close()
+
+
+def test_a_top_up_on_a_full_disk_keeps_the_free_pages_it_found(tmpfs) -> None:  # type: ignore[no-untyped-def]
+    from tillvault.store.journal import Journal
+
+    j = Journal(tmpfs.path / "journal.db").open()
+    reached = j.grow_free_pages(300 * 1024)
+    assert reached >= 300 * 1024
+    tmpfs.fill()
+    # Filler would first take the free pages already there; on a full disk it could not give them
+    # back (the checkpoint cannot extend the file), and the settlement reserve would be gone.
+    assert j.grow_free_pages(600 * 1024) == reached
+    assert j.free_page_bytes() == reached
+    assert j.conn.execute("SELECT count(*) FROM headroom").fetchone()[0] == 0
+    j.close()

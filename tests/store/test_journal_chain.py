@@ -217,4 +217,55 @@ def test_migrations_carry_existing_rows_forward(tmp_path: Path) -> None:
     j = Journal(path).open()
     assert j.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert Records(j, "TV000001").by_idem_key("k")["amount"] == 1234
+    assert Records(j, "TV000001").day_total("2026-11-25") == (1234, 1)  # schema 5 counted the old row
     assert j.verify().ok
+
+
+def _summed_day_total(j: Journal, day: str) -> tuple[int, int]:
+    from tillvault.store.schema import LIVE_SALE
+
+    row = j.conn.execute(
+        f"SELECT coalesce(sum(amount), 0), count(*) FROM transactions WHERE business_date = ? AND {LIVE_SALE}", (day,)
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["intent", "outcome", "void", "delete", "fail"]),
+            st.sampled_from(["sale", "refund", "offline_sale"]),
+            st.integers(1, 50_000),
+            st.sampled_from(["2026-11-24", "2026-11-25"]),
+            st.sampled_from(["approved", "declined", "offline_approved", "not_completed", "reversed"]),
+        ),
+        max_size=30,
+    )
+)
+def test_the_kept_day_total_always_equals_the_sum_over_the_rows(tmp_path_factory, steps) -> None:  # type: ignore[no-untyped-def]
+    j = _journal(tmp_path_factory.mktemp("days"))
+    records = Records(j, "TV000001")
+    invoices: list[int] = []
+    for action, kind, amount, day, status in steps:
+        if action == "intent" or not invoices:
+            invoices.append(
+                records.record_intent(kind=kind, amount=amount, currency="CNY", business_date=day)["invoice"]
+            )
+        elif action == "outcome":
+            records.record_outcome(invoices[amount % len(invoices)], status=status)
+        elif action == "void":
+            target = invoices[amount % len(invoices)]
+            j.write(lambda ctx, target=target: records.set_status(ctx, target, "voided"))
+        elif action == "delete":
+            j.execute_direct("DELETE FROM transactions WHERE invoice = ?", (invoices.pop(amount % len(invoices)),))
+        else:  # a write that fails half-way leaves the total as it was
+
+            def half(ctx, target=invoices[amount % len(invoices)]):  # type: ignore[no-untyped-def]
+                records.set_status(ctx, target, "approved")
+                raise RuntimeError("caller failed mid-write")
+
+            with pytest.raises(RuntimeError):
+                j.write(half)
+        for d in ("2026-11-24", "2026-11-25"):
+            assert records.day_total(d) == _summed_day_total(j, d)

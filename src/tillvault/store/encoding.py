@@ -34,16 +34,27 @@ def canonical(obj: Any) -> bytes:
 
 
 def _refuse_floats(obj: Any) -> None:
-    if isinstance(obj, float):
-        raise InvalidInput("event body holds a float; amounts must be integer minor units")
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise InvalidInput(f"event body key {key!r} is not a string")
-            _refuse_floats(value)
-    elif isinstance(obj, list | tuple):
-        for value in obj:
-            _refuse_floats(value)
+    """Raise InvalidInput on a float anywhere in ``obj``, or a dict key that is not text.
+
+    Iterative, with exact-type fast paths: it runs on every record a sale writes.
+    """
+    stack = [obj]
+    pop, push = stack.pop, stack.append
+    while stack:
+        o = pop()
+        t = type(o)
+        if t is dict or (t is not list and t is not tuple and isinstance(o, dict)):
+            for key, value in o.items():
+                if type(key) is not str and not isinstance(key, str):
+                    raise InvalidInput(f"event body key {key!r} is not a string")
+                tv = type(value)
+                if tv is str or tv is int or value is None or tv is bool:
+                    continue
+                push(value)
+        elif t is list or t is tuple or isinstance(o, list | tuple):
+            stack.extend(o)
+        elif isinstance(o, float):
+            raise InvalidInput("event body holds a float; amounts must be integer minor units")
 
 
 def decode(body: bytes | str) -> Any:

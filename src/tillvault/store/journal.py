@@ -149,6 +149,10 @@ def persist_wal(conn: sqlite3.Connection, path: Path) -> bool:
         return False
 
 
+#: Filesystem bytes a free-page top-up leaves untouched (the WAL's and the checkpoint's own needs).
+GROW_SLACK_BYTES = 64 * 1024
+
+
 class RecordingConnection:
     """A connection proxy that remembers every statement that changes the database.
 
@@ -340,7 +344,9 @@ class Journal:
     ) -> WriteResult:
         with self._lock:
             conn = self._connect()
-            recorder = RecordingConnection(conn)
+            # Statements are recorded only for a mirror to replay (one device: nothing to record).
+            recorder = RecordingConnection(conn) if self.mirror is not None else None
+            target: Any = recorder if recorder is not None else conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -349,10 +355,10 @@ class Journal:
                         if row is not None:
                             conn.execute("ROLLBACK")
                             return WriteResult(decode(row["result"]), (int(row["seq"]),), replayed=True)
-                    ctx = WriteContext(recorder, ts, self._tip_seq, self._tip_chain)  # type: ignore[arg-type]
+                    ctx = WriteContext(target, ts, self._tip_seq, self._tip_chain)
                     result = fn(ctx)
                     if idem_key is not None:
-                        recorder.execute(
+                        target.execute(
                             "INSERT INTO idempotency (key, seq, result) VALUES (?,?,?)",
                             (idem_key, ctx.seq, canonical(result).decode("utf-8")),
                         )
@@ -368,7 +374,8 @@ class Journal:
                 raise error from exc
             self._tip_seq, self._tip_chain = ctx.seq, ctx.chain
             # Acknowledged only once durable on every healthy device.
-            self._replicate(recorder.recorded)
+            if recorder is not None:
+                self._replicate(recorder.recorded)
         for hook in self.after_commit:
             hook(klass)
         return WriteResult(result, tuple(ctx.seqs))
@@ -577,11 +584,22 @@ class Journal:
         """Pre-grow free pages until at least ``target_bytes`` are free inside the file.
 
         Writes filler rows and deletes them in chunks small enough for the bounded WAL,
-        checkpointing between chunks so the pages land in the database file. Stops early,
-        without error, if the disk fills. Returns the free-page bytes reached.
+        checkpointing between chunks so the pages land in the database file. Grows only as far
+        as the filesystem has room for (the filler first takes the free pages already there: on
+        a full disk it could not give them back, and the reserve would be gone), and stops early,
+        without error, if the disk fills anyway. Returns the free-page bytes reached.
         """
         with self._lock:
             conn = self._connect()
+            free = self.free_page_bytes()
+            try:
+                st = os.statvfs(self.path.parent)
+                room = st.f_bavail * st.f_frsize - GROW_SLACK_BYTES
+            except OSError:
+                room = 0
+            target_bytes = min(target_bytes, free + max(0, room) // PAGE_SIZE * PAGE_SIZE)
+            if target_bytes <= free:
+                return free
             pad = PAGE_SIZE - 200  # one filler row per page
             # Chunks the size of the autocheckpoint also pre-grow the WAL to its working size.
             chunk_pages = chunk_pages or max(8, self.autocheckpoint_pages)

@@ -159,6 +159,10 @@ class SpaceManager:
         ballast) is walked at most every ``WALK_TTL_S`` seconds, since ``statvfs`` (read live)
         already bounds free space by what the disk really has.
         """
+        return self._measure()[0]
+
+    def _measure(self) -> tuple[int, int]:
+        """(bytes held by the store, bytes free on the filesystem), from one ``statvfs``."""
         now = time.monotonic()
         journal = self.journal.file_bytes()
         fs_free = self.fs_free_bytes()
@@ -172,7 +176,7 @@ class SpaceManager:
         ):
             cache = (now, self._walk_others(), fs_free, journal)
             self._walk_cache = cache
-        return cache[1] + journal
+        return cache[1] + journal, fs_free
 
     def forget_sizes(self) -> None:
         """Walk the folder again at the next measurement (after sealing, eviction, cleaning)."""
@@ -205,8 +209,7 @@ class SpaceManager:
         """Measure capacity, use, reserve and pressure now (``exact``: walk the whole folder again)."""
         if exact:
             self.forget_sizes()
-        held = self.store_bytes()
-        fs_free = self.fs_free_bytes()
+        held, fs_free = self._measure()
         capacity = held + fs_free
         if self.policy.quota_bytes:
             capacity = min(capacity, self.policy.quota_bytes)
@@ -291,14 +294,27 @@ class SpaceManager:
         )
 
     # -- the physical reserve -----------------------------------------------------------------
+    def top_up_bounds(self) -> tuple[int, int]:
+        """(low, target) free-page bytes for the physical reserve: top up to ``target`` once below ``low``.
+
+        A top-up writes filler over the free pages it finds before the file grows (SQLite reuses
+        free pages first), so it costs about ``target`` bytes of writes, whatever was missing.
+        The headroom above the reserve therefore grows with the reserve (half of it, at least
+        ``headroom_bytes``): a top-up then comes every few hundred sales, not every twenty, and
+        writes about four bytes per byte the sales used instead of thirty.
+        """
+        reserve = self.reserve_bytes()
+        headroom = max(self.policy.headroom_bytes, reserve // 2)
+        return reserve + headroom // 4, reserve + headroom
+
     def maintain(self) -> bool:
         """Keep the physical reserve: pre-grow free pages up to reserve + headroom if the disk allows.
 
-        Cheap when nothing is needed (one pragma); grows in chunks of half the headroom so the
-        cost is amortised over many sales. Returns True if it grew.
+        Cheap when nothing is needed (one pragma); see :meth:`top_up_bounds` for how often it
+        grows. Returns True if it grew.
         """
-        target = self.reserve_bytes() + self.policy.headroom_bytes
-        if self.journal.free_page_bytes() >= target - self.policy.headroom_bytes // 2:
+        low, target = self.top_up_bounds()
+        if self.journal.free_page_bytes() >= low:
             return False
         self.journal.grow_free_pages(target)
         return True

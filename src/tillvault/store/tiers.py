@@ -74,6 +74,8 @@ class Tiers:
         self.on_mirror_failure: Any = None
         self._aggregates: dict[str, dict[str, Any]] = {}
         self._by_invoice: dict[str, dict[int, dict[str, Any]]] = {}
+        #: The catalogue as last read, valid while no write changed it (see :meth:`catalogue`).
+        self._catalogue: tuple[Any, int, list[dict[str, Any]]] | None = None
 
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""
@@ -120,8 +122,23 @@ class Tiers:
 
     # -- catalogue ----------------------------------------------------------------------------
     def catalogue(self) -> list[dict[str, Any]]:
-        """Every sealed segment, oldest first."""
-        return [dict(r) for r in self.journal.conn.execute("SELECT * FROM segments ORDER BY batch")]
+        """Every sealed segment, oldest first (copies: callers may change them).
+
+        Read once and kept while nothing changed it: this object's own writes drop it, and
+        ``PRAGMA data_version`` tells when another connection (another process) committed.
+        Limits, refunds and retries look at it on every sale.
+        """
+        conn = self.journal.conn
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        cached = self._catalogue
+        if cached is None or cached[0] is not conn or cached[1] != version:
+            rows = [dict(r) for r in conn.execute("SELECT * FROM segments ORDER BY batch")]
+            self._catalogue = cached = (conn, version, rows)
+        return [dict(r) for r in cached[2]]
+
+    def forget_catalogue(self) -> None:
+        """Read the catalogue again next time (after a change made outside this object)."""
+        self._catalogue = None
 
     def counts(self) -> dict[str, int]:
         """Sealed, offloaded (acknowledged) and evicted segment counts, and sealed records."""
@@ -261,6 +278,8 @@ class Tiers:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        finally:
+            self._catalogue = None
         self.mirror_segment(name, digest)
         return len(records)
 
@@ -428,7 +447,10 @@ class Tiers:
                 conn.execute("UPDATE segments SET evicted_ms = ? WHERE name = ?", (ctx.ts_ms, name))
             ctx.emit(event, {"name": name, "sink": sink})
 
-        self.journal.write(apply, klass=SETTLEMENT)
+        try:
+            self.journal.write(apply, klass=SETTLEMENT)
+        finally:
+            self._catalogue = None
 
     def verify(self, *, repair: bool = False) -> list[dict[str, Any]]:
         """Problems with local segment copies on each device; with ``repair`` a bad or missing copy

@@ -186,8 +186,8 @@ class DeviceSet:
         journal = self.secondary_journal
         if journal is not None and self.t.journal.mirror is journal:
             with contextlib.suppress(TillVaultError):
-                target = self.t.space.reserve_bytes() + self.t.space.policy.headroom_bytes
-                if journal.free_page_bytes() < target // 2:
+                low, target = self.t.space.top_up_bounds()
+                if journal.free_page_bytes() < low:
                     journal.grow_free_pages(target)
 
     # -- failures ----------------------------------------------------------------------------

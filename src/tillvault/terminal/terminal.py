@@ -400,6 +400,7 @@ class Terminal:
             "DELETE FROM outbox WHERE status = 'delivered' AND created_ms < ?", (r.cutoff_ms("audit", now),)
         )
         out["samples"] = direct("DELETE FROM usage_samples WHERE ts_ms < ?", (r.cutoff_ms("audit", now),))
+        direct("DELETE FROM day_sales WHERE count <= 0")  # days whose sales all left the hot tier
         sink = self.archive_sink()
         if sink is not None:
             with contextlib.suppress(TillVaultError):
