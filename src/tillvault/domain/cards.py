@@ -24,6 +24,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -173,8 +174,18 @@ _RANGES: list[tuple[str, str, Brand]] = [
 BRAND_NAMES: dict[str, str] = {b.id: b.name for _, _, b in _RANGES}
 
 
+#: The longest IIN range bound: a brand depends on no more digits than these.
+_IIN_MAX = max(len(lo) for lo, _, _ in _RANGES)
+
+
 def detect_brand(digits: str) -> Brand | None:
     """The brand whose IIN range is the longest prefix of ``digits`` (only digits), or ``None``."""
+    return _detect_iin(digits[:_IIN_MAX])
+
+
+@functools.lru_cache(maxsize=4096)
+def _detect_iin(digits: str) -> Brand | None:
+    """:func:`detect_brand` on at most the IIN's digits (public: the first six to eight), cached."""
     best: Brand | None = None
     best_len = 0
     for lo, hi, brand in _RANGES:

@@ -15,7 +15,7 @@ Every failure raises :class:`~tillvault.errors.MessageError` and nothing else.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Final, NotRequired, TypedDict, Unpack
@@ -211,6 +211,41 @@ REQUIRED_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     MTI_BATCH_UPLOAD: ("3", "4", "11", "12", "13", "37", "41", "42", "49", "60", "61", "62"),
 }
 
+_MTIS: Final = REQUEST_MTIS | _RESPONSE_MTIS
+
+
+def _valid_value_pattern(kind: str, prefix: int, length: int) -> re.Pattern[str]:
+    """One pattern for a field's characters *and* length: ``[0-9]{12}``, ``[A-Za-z0-9 ]{6}``...
+
+    Its fullmatch accepts exactly the str values :func:`_check_value` accepts, in one C call
+    (tests/domain/test_iso8583_strict.py proves it); encode and decode test every field with it
+    and call _check_value only to explain a failure.
+    """
+    if kind == "x+n":  # 'C' or 'D', then digits
+        head, chars, length = "[CD]", "[0-9]", length - 1
+    else:
+        head, chars = "", _PATTERNS[kind].pattern.removesuffix("*")
+    count = str(length) if prefix == 0 else f"0,{length}"
+    return re.compile(f"{head}{chars}{{{count}}}")
+
+
+_VALID: Final[dict[str, Callable[[str], object]]] = {
+    key: _valid_value_pattern(kind, prefix, length).fullmatch for key, (kind, prefix, length, _) in _FIELDS.items()
+}
+# Fields with an LL/LLL length prefix; decode checks those prefixes are the canonical digits.
+_VARIABLE_FIELDS: Final = tuple(k for k, (_, prefix, _, _) in _FIELDS.items() if prefix)
+
+
+def _mask(numbers: Iterable[int]) -> int:
+    """A 64-bit bitmap as an int, with bit ``64 - n`` set for each field ``n`` (1..64)."""
+    return sum(1 << (64 - n) for n in numbers)
+
+
+_BIT_SECONDARY: Final = _mask([1])
+# The bits a primary bitmap (field 1 + 2..64) and a secondary bitmap (65..128) may carry.
+_PRIMARY_ALLOWED: Final = _mask([1, *(int(k) for k in _DATA_FIELDS if int(k) <= 64)])
+_SECONDARY_ALLOWED: Final = _mask(int(k) - 64 for k in _DATA_FIELDS if int(k) > 64)
+
 
 def _check_value(key: str, value: object) -> None:
     """Raise MessageError unless ``value`` is valid text for field ``key``."""
@@ -228,7 +263,7 @@ def _check_value(key: str, value: object) -> None:
 
 
 def _check_mti(mti: object) -> str:
-    if not isinstance(mti, str) or mti not in REQUEST_MTIS | _RESPONSE_MTIS:
+    if not isinstance(mti, str) or mti not in _MTIS:
         raise MessageError(f"unknown message type {mti!r}")
     return mti
 
@@ -246,10 +281,13 @@ def encode(fields: Mapping[str, str]) -> bytes:
     if not isinstance(fields, Mapping):
         raise MessageError(f"a message must be a mapping, got {type(fields).__name__}")
     doc: dict[str, str] = {"t": _check_mti(fields.get("t"))}
+    valid = _VALID
     for key, value in fields.items():
         if key in ("t", "p", "1"):
             continue
-        _check_value(key, value)
+        check = valid.get(key)
+        if check is None or not isinstance(value, str) or not check(value):
+            _check_value(key, value)  # raises, naming the field and the reason
         doc[key] = value
     try:
         raw, _ = iso8583.encode(doc, SPEC)
@@ -274,34 +312,56 @@ def decode(data: bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         raise MessageError("message type is not ASCII") from None
     _check_mti(head)
-    _check_bitmaps(data)
+    bitmaps_canonical = _check_bitmaps(data)
     try:
-        decoded, _ = iso8583.decode(data, SPEC)
+        decoded, encoded = iso8583.decode(data, SPEC)
     except Exception as exc:  # DecodeError and anything pyiso8583 lets slip
         raise MessageError(f"cannot decode ISO 8583 message: {exc}") from None
-    message = {k: v for k, v in decoded.items() if k not in ("p", "1")}
-    for key, value in message.items():
-        if key != "t":
-            _check_value(key, value)
-    if encode(message) != data:
+    # pyiso8583 has read each field at its fixed width or within its maximum length and refused
+    # trailing bytes; left to check: each field's characters, then that the bytes are the form
+    # encode() writes (checked directly, not by encoding again).
+    message: dict[str, str] = {}
+    valid = _VALID
+    for key, value in decoded.items():
+        if key == "p" or key == "1":
+            continue
+        if key != "t" and not valid[key](value):
+            _check_value(key, value)  # raises, naming the field
+        message[key] = value
+    # Given the bitmap checks, the bytes differ from encode(message) only where field 1 announces
+    # a secondary bitmap naming no field, or a length prefix is not plain digits: int() also
+    # reads " 9", "9 ", "+9", "-0" and "0_9".
+    canonical = bitmaps_canonical
+    for key in _VARIABLE_FIELDS:
+        if key in encoded and not encoded[key]["len"].isdigit():
+            canonical = False
+    if not canonical:
         raise MessageError("message is not canonically encoded (length prefix or bitmap form)")
     return message
 
 
-def _check_bitmaps(data: bytes) -> None:
-    """Reject a bitmap that names a field outside the spec (before pyiso8583 looks it up)."""
+def _check_bitmaps(data: bytes) -> bool:
+    """Reject a bitmap that names a field outside the spec (before pyiso8583 looks it up).
+
+    :returns: False when field 1 announces a secondary bitmap that names no field (encode
+        never writes one), True otherwise.
+    :raises MessageError: a bitmap is not 16 uppercase hex characters, or names a field
+        outside the spec.
+    """
     if not _HEX16.fullmatch(data[4:20]):
         raise MessageError("primary bitmap is not 16 uppercase hexadecimal characters")
     primary = int(data[4:20], 16)
-    present = [n for n in range(1, 65) if primary >> (64 - n) & 1]
-    if 1 in present:
+    secondary = 0
+    if primary & _BIT_SECONDARY:
         if not _HEX16.fullmatch(data[20:36]):
             raise MessageError("secondary bitmap is not 16 uppercase hexadecimal characters")
         secondary = int(data[20:36], 16)
+    if primary & ~_PRIMARY_ALLOWED or secondary & ~_SECONDARY_ALLOWED:
+        present = [n for n in range(1, 65) if primary >> (64 - n) & 1]
         present += [64 + n for n in range(1, 65) if secondary >> (64 - n) & 1]
-    for number in present:
-        if number != 1 and str(number) not in _DATA_FIELDS:
-            raise MessageError(f"bitmap names field {number}, which is not part of the TillVault spec")
+        number = next(n for n in present if n != 1 and str(n) not in _DATA_FIELDS)
+        raise MessageError(f"bitmap names field {number}, which is not part of the TillVault spec")
+    return not primary & _BIT_SECONDARY or secondary != 0
 
 
 def salvage(data: bytes) -> dict[str, str]:
