@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import random
+import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 from tests.host.conftest import MASTERCARD, SECRET, VISA
 
 from tillvault.errors import ConfigError, InvalidInput
+from tillvault.host import ledger as ledger_module
 from tillvault.host.faults import FaultInjector, parse_faults, write_faults_file
 from tillvault.host.ledger import HostLedger
 from tillvault.host.secret import default_config_dir, load_host_secret
@@ -83,6 +87,10 @@ def test_card_tokens_are_keyed_hmacs(ledger: HostLedger, tmp_path: Path) -> None
     other.close()
 
 
+def test_card_token_is_hmac_sha256_of_the_pan_so_existing_ledgers_keep_their_accounts(ledger: HostLedger) -> None:
+    assert ledger.token(VISA) == hmac.new(SECRET, VISA.encode(), hashlib.sha256).hexdigest()
+
+
 # --- double entry ----------------------------------------------------------------------------------------
 
 
@@ -129,6 +137,67 @@ def test_failed_atomic_block_rolls_back_every_posting(ledger: HostLedger) -> Non
         ledger.post(a, b, 100, "156", "sale", "x")
         raise RuntimeError("crash mid-way")
     assert ledger.transfers() == [] and ledger.account_by_id(a).balance == 0
+
+
+def test_a_failed_commit_rolls_back_and_the_ledger_stays_usable(ledger: HostLedger) -> None:
+    a = ledger.card_account(ledger.token(VISA), None, "156").id
+    with pytest.raises(sqlite3.IntegrityError), ledger.atomic():
+        # A deferred foreign key is checked at COMMIT, which fails and leaves the transaction open.
+        ledger.execute("PRAGMA defer_foreign_keys = ON")
+        ledger.execute(
+            "INSERT INTO transfers (debit_account, credit_account, amount, currency, kind, reference, created_at)"
+            " VALUES (?, 999999, 5, '156', 'sale', 'x', 'now')",
+            (a,),
+        )
+    assert ledger.transfers() == []
+    b = ledger.system_account("merchant_payable", "M1", "156").id
+    ledger.post(a, b, 100, "156", "sale", "after")  # a new transaction can begin
+    assert ledger.account_by_id(a).balance == -100 and ledger.check_balanced()["ok"]
+
+
+def test_a_system_account_id_learnt_in_a_rolled_back_transaction_is_forgotten(ledger: HostLedger) -> None:
+    with pytest.raises(RuntimeError), ledger.atomic():
+        lost = ledger.system_account_id("merchant_payable", "M9", "156")
+        raise RuntimeError("crash mid-way")
+    card = ledger.card_account(ledger.token(VISA), None, "156")
+    assert card.id == lost  # SQLite handed the rolled-back id to the next account
+    payable = ledger.system_account_id("merchant_payable", "M9", "156")
+    assert payable != card.id
+    assert (ledger.account_by_id(payable).kind, ledger.account_by_id(payable).key) == ("merchant_payable", "M9")
+    assert ledger.system_account_id("merchant_payable", "M9", "156") == payable
+
+
+@pytest.fixture(params=[True, False], ids=["returning", "sqlite-before-3.35"])
+def returning(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with ``INSERT ... RETURNING`` and with the read-back older SQLite needs."""
+    monkeypatch.setattr(ledger_module, "_HAS_RETURNING", request.param)
+    return bool(request.param)
+
+
+def test_rrns_are_unique_increasing_and_skip_one_already_in_the_log(ledger: HostLedger, returning: bool) -> None:
+    first, second = ledger.next_rrn(), ledger.next_rrn()
+    assert (first, second) == ("000000000001", "000000000002")
+    ledger.insert_auth(
+        terminal_id="T0000001", local_date="0615", stan="000001", mti="0200", proc_code="000000", amount=5,
+        currency="156", rrn="000000000003", response="00", status="uploaded",
+    )  # fmt: skip
+    assert ledger.next_rrn() == "000000000004"  # 3 came with an uploaded transaction
+    assert ledger.next_rrn() == "000000000005"
+
+
+def test_new_accounts_come_back_whole(ledger: HostLedger, returning: bool) -> None:
+    card = ledger.card_account(ledger.token(VISA), "411111******1111", "156")
+    assert (card.kind, card.masked_pan, card.credit_limit, card.balance, card.blocked) == (
+        "cardholder", "411111******1111", 10_000, 0, False,
+    )  # fmt: skip
+    assert ledger.card_account(ledger.token(VISA), None, "156") == card
+    system = ledger.system_account("fee_income", "fees", "156")
+    assert (system.kind, system.key, system.credit_limit) == ("fee_income", "fees", 0)
+    assert (
+        ledger.system_account_id("fee_income", "fees", "156")
+        == system.id
+        == ledger.system_account("fee_income", "fees", "156").id
+    )
 
 
 def test_random_postings_keep_debits_equal_to_credits(ledger: HostLedger) -> None:

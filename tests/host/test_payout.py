@@ -20,6 +20,7 @@ from tillvault.domain import iso8583 as iso
 from tillvault.errors import InvalidInput
 from tillvault.host.businessdays import BusinessCalendar
 from tillvault.host.fees import FeeRule, FeeSchedule
+from tillvault.host.ledger_schema import SCHEMA_VERSION
 from tillvault.host.merchants import get_merchant, set_merchant
 from tillvault.host.payout import (
     CSV_COLUMNS,
@@ -166,7 +167,7 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     for table, column in (("authorizations", "settled_date"), ("authorizations", "fee"),
                           ("authorizations", "fee_name"), ("accounts", "card_type"),
                           ("settlements", "business_date")):  # fmt: skip
-        db.execute("DROP INDEX IF EXISTS authorizations_settled")
+        db.execute("DROP INDEX IF EXISTS authorizations_settled_day")
         db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute("DROP TABLE payouts")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
@@ -174,9 +175,42 @@ def test_a_version_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     db.close()
     driver = Driver(directory, FRIDAY)
     try:
-        assert driver.ledger.meta("schema_version") == "2"
+        assert driver.ledger.meta("schema_version") == str(SCHEMA_VERSION)
         assert driver.settle()["39"] == "00"
         assert driver.payout(FRIDAY)["merchants"][0]["sales_amount"] == 10_000
+        driver.assert_books_balance()
+    finally:
+        driver.close()
+
+
+def test_a_version_2_ledger_gets_the_settled_rows_only_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    directory = tmp_path / "v2"
+    driver = Driver(directory, FRIDAY)
+    driver.sale(10_000)
+    driver.close()
+    db = sqlite3.connect(directory / "host-ledger.sqlite3")
+    db.execute("DROP INDEX authorizations_settled_day")
+    db.execute("CREATE INDEX authorizations_settled ON authorizations (settled_date)")  # version 2's index
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    driver = Driver(directory, FRIDAY)
+    try:
+        assert driver.ledger.meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        indexes = {
+            r["name"]: r["sql"] for r in driver.ledger.rows("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        }
+        assert "authorizations_settled" not in indexes
+        assert "WHERE settled_date IS NOT NULL" in indexes["authorizations_settled_day"]
+        driver.sale(5_000)
+        assert driver.settle()["39"] == "00"
+        plan = driver.ledger.rows(
+            "EXPLAIN QUERY PLAN SELECT id FROM authorizations WHERE settled_date = ?", (FRIDAY.isoformat(),)
+        )
+        assert "authorizations_settled_day" in plan[0]["detail"]
+        assert driver.payout(FRIDAY)["merchants"][0]["sales_amount"] == 15_000
         driver.assert_books_balance()
     finally:
         driver.close()
@@ -385,6 +419,29 @@ def test_activation_needs_a_first_sale_of_the_minimum(host: Driver) -> None:
     assert host.sale(5_000)["39"] == "00"
     host.settle()
     assert host.payout(FRIDAY)["merchants"][0]["activation"]["activated"] is True
+
+
+def test_activation_is_written_once_and_later_sales_do_not_touch_the_merchant(host: Driver) -> None:
+    set_merchant(host.ledger, MERCHANT, today=FRIDAY, activation_min=10_000)
+    written: list[str] = []
+    host.ledger._db.set_trace_callback(lambda sql: written.append(sql) if sql.startswith("UPDATE merchants") else None)
+    assert host.sale(5_000)["39"] == "13"
+    assert written == []  # a declined sale writes no activation
+    first = host.sale(10_000, invoice=7)
+    assert first["39"] == "00" and len(written) == 1
+    activated = get_merchant(host.ledger, MERCHANT)
+    assert activated is not None and activated.activated_date == "2025-06-13"
+    for amount in (10_000, 20_000, 5_000):
+        assert host.sale(amount)["39"] == "00"
+    assert host.advice(30_000)["39"] == "00"
+    assert len(written) == 1  # activation was written by the first qualifying sale only
+    assert get_merchant(host.ledger, MERCHANT) == activated  # same reference, same date
+    set_merchant(host.ledger, "M2", today=FRIDAY, deposit=0)  # terms, but no activation rule
+    written.clear()
+    assert host.sale(50_000, merchant_id="M2")["39"] == "00"
+    assert host.sale(50_000, merchant_id="M3")["39"] == "00"  # no terms at all
+    assert [s for s in written if "activated_date" in s] == []
+    host.ledger._db.set_trace_callback(None)
 
 
 def test_merchant_terms_are_validated() -> None:

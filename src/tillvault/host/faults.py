@@ -67,6 +67,10 @@ class FaultPlan:
     actions: tuple[str, ...] = field(default=())
 
 
+#: The plan of a request without faults (most of them): shared, it is immutable.
+_NO_FAULTS = FaultPlan()
+
+
 def parse_faults(config: Mapping[str, Any] | None) -> list[_Rule]:
     """Check a fault configuration and turn it into rules.
 
@@ -159,7 +163,7 @@ class FaultInjector:
         if self.path is None:
             return
         try:
-            st = self.path.stat()
+            st = os.stat(self.path)
         except FileNotFoundError:
             if self._seen is not None:
                 self._seen = None
@@ -181,6 +185,8 @@ class FaultInjector:
     def plan(self, mti: str | None) -> FaultPlan:
         """The faults to apply to one request of ``mti`` (None: unreadable), using up counts."""
         self._poll()
+        if not self._rules:
+            return _NO_FAULTS
         chosen: dict[str, Any] = {}
         with self._lock:
             for rule in self._rules:

@@ -20,6 +20,7 @@ four decimals of a percent.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,7 +88,12 @@ def brand_of(masked_pan: str | None) -> str | None:
     """The card brand id (``unionpay``, ``visa``...) from a masked PAN's first 6 digits, or None."""
     if not masked_pan:
         return None
-    head = masked_pan[:6]
+    return _brand_of_head(masked_pan[:6])
+
+
+@functools.lru_cache(maxsize=4096)
+def _brand_of_head(head: str) -> str | None:
+    # detect_brand scans every IIN range; a settlement prices many cards of few IINs.
     brand = detect_brand(head) if head.isdigit() else None
     return brand.id if brand is not None else None
 

@@ -35,10 +35,11 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from tillvault.domain.iso8583 import PROC_REFUND, PROC_SALE, PROC_VOID, BatchTotals, mask_pan, terminal_id_field
@@ -62,6 +63,11 @@ LEDGER_FILE = "host-ledger.sqlite3"
 DEFAULT_CREDIT_LIMIT = 5_000_000
 #: Statuses of a log row whose money effect stands.
 LIVE_STATUSES = ("approved", "advised", "uploaded")
+#: ``INSERT ... RETURNING`` (SQLite 3.35+) saves the read-back after an insert; older SQLite reads back.
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_ACCOUNT_COLUMNS = (
+    "id, kind, key, currency, masked_pan, credit_limit, blocked, debits_posted, credits_posted, card_type"
+)
 
 
 _AUTH_COLUMNS = (
@@ -91,6 +97,7 @@ _AUTH_COLUMNS = (
     "fee",
     "fee_name",
 )
+_AUTH_COLUMN_SET = frozenset(_AUTH_COLUMNS)
 
 
 def _now() -> str:
@@ -196,6 +203,11 @@ class HostLedger:
         self.default_credit_limit = default_credit_limit
         self._lock = threading.RLock()
         self._depth = 0
+        # A class, not a generator context manager: a request enters it about ten times.
+        self._transaction = _Transaction(self)
+        # (kind, key, currency) -> id of system accounts: accounts are never deleted, so an id
+        # once committed stays valid; forgotten whenever a transaction does not commit.
+        self._system_ids: dict[tuple[str, str, str], int] = {}
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -223,28 +235,46 @@ class HostLedger:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Run the enclosed calls as one SQLite transaction (nesting joins the outer one)."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
+        """Run the enclosed calls as one SQLite transaction (nesting joins the outer one).
+
+        Committed when the outermost block ends normally, rolled back when it raises.
+        """
+        return self._transaction
+
+    def _begin(self) -> None:
+        """Enter a transaction block: take the lock, and open the transaction when outermost."""
+        self._lock.acquire()
+        if self._depth == 0:
             try:
-                yield
+                self._db.execute("BEGIN IMMEDIATE")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._lock.release()
                 raise
-            else:
-                self._db.execute("COMMIT")
-            finally:
-                self._depth = 0
+        self._depth += 1
+
+    def _end(self, commit: bool) -> None:
+        """Leave a transaction block; the outermost commits (``commit``) or rolls back."""
+        try:
+            if self._depth == 1:
+                if commit:
+                    try:
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        self._abandon()
+                        raise
+                else:
+                    self._abandon()
+        finally:
+            self._depth -= 1
+            self._lock.release()
+
+    def _abandon(self) -> None:
+        """Roll back the open transaction (if SQLite has not already) and forget what it taught."""
+        # Ids learnt inside the transaction may be gone with it.
+        self._system_ids.clear()
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read under the lock (never interleaved with another thread's transaction)."""
@@ -263,6 +293,12 @@ class HostLedger:
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read-only query under the lock (for the host's settlement and payout modules)."""
         return self._all(sql, args)
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one writing statement once per ``rows`` item, in one transaction (joins an open
+        :meth:`atomic`). For the host's settlement, which marks a whole batch at once."""
+        with self.atomic():
+            self._db.executemany(sql, rows)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Run one writing statement in a transaction (joins an open :meth:`atomic`); the new rowid.
@@ -300,14 +336,18 @@ class HostLedger:
     # -- accounts ------------------------------------------------------------------------------
 
     def _account(self, where: str, args: tuple[Any, ...]) -> Account | None:
-        row = self._one(
-            "SELECT id, kind, key, currency, masked_pan, credit_limit, blocked, debits_posted,"
-            f" credits_posted, card_type FROM accounts WHERE {where}",
-            args,
-        )
-        if row is None:
-            return None
-        return Account(**{**dict(row), "blocked": bool(row["blocked"])})
+        row = self._one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE {where}", args)
+        return _account_from_row(row) if row is not None else None
+
+    def _insert_account(self, sql: str, args: tuple[Any, ...]) -> Account:
+        """Run an ``INSERT INTO accounts`` (inside an open transaction) and return the new account."""
+        if _HAS_RETURNING:
+            row = self._db.execute(f"{sql} RETURNING {_ACCOUNT_COLUMNS}", args).fetchall()[0]
+            return _account_from_row(row)
+        rowid = self._db.execute(sql, args).lastrowid
+        account = self._account("id = ?", (rowid,))
+        assert account is not None
+        return account
 
     def account_by_id(self, account_id: int) -> Account:
         """The account with ``account_id``.
@@ -324,27 +364,32 @@ class HostLedger:
         with self.atomic():
             account = self._account("kind = ? AND key = ? AND currency = ?", (kind, key, currency))
             if account is None:
-                self._db.execute(
+                account = self._insert_account(
                     "INSERT INTO accounts (kind, key, currency, created_at) VALUES (?, ?, ?, ?)",
                     (kind, key, currency, _now()),
                 )
-                account = self._account("kind = ? AND key = ? AND currency = ?", (kind, key, currency))
-            assert account is not None
+            self._system_ids[(kind, key, currency)] = account.id
             return account
+
+    def system_account_id(self, kind: str, key: str, currency: str) -> int:
+        """The id of :meth:`system_account` (kind, key, currency), remembered after the first call.
+
+        For the per-request path, which needs only the id (its balance would be a read for nothing).
+        """
+        with self._lock:
+            known = self._system_ids.get((kind, key, currency))
+            return known if known is not None else self.system_account(kind, key, currency).id
 
     def card_account(self, token: str, masked_pan: str | None, currency: str) -> Account:
         """The cardholder account for ``token`` in ``currency``; a new card gets the default limit."""
         with self.atomic():
-            where = "kind = 'cardholder' AND key = ? AND currency = ?"
-            account = self._account(where, (token, currency))
+            account = self._account("kind = 'cardholder' AND key = ? AND currency = ?", (token, currency))
             if account is None:
-                self._db.execute(
+                account = self._insert_account(
                     "INSERT INTO accounts (kind, key, currency, masked_pan, credit_limit, created_at)"
                     " VALUES ('cardholder', ?, ?, ?, ?, ?)",
                     (token, currency, masked_pan, self.default_credit_limit, _now()),
                 )
-                account = self._account(where, (token, currency))
-            assert account is not None
             return account
 
     def set_card(
@@ -516,7 +561,15 @@ class HostLedger:
 
     def insert_auth(self, **columns: Any) -> AuthRecord:
         """Insert a log row (column names as in :class:`AuthRecord`) and return it."""
-        unknown = set(columns) - set(_AUTH_COLUMNS)
+        with self.atomic():
+            return self.get(self.add_auth(**columns))
+
+    def add_auth(self, **columns: Any) -> int:
+        """Insert a log row (column names as in :class:`AuthRecord`); its id (no read-back).
+
+        :raises InvalidInput: a column name that is not one of the log's.
+        """
+        unknown = columns.keys() - _AUTH_COLUMN_SET
         if unknown:
             raise InvalidInput(f"unknown authorization columns {sorted(unknown)}")
         now = _now()
@@ -527,11 +580,11 @@ class HostLedger:
                 (*columns.values(), now, now),
             )
             assert cur.lastrowid is not None
-            return self.get(cur.lastrowid)
+            return cur.lastrowid
 
     def update_auth(self, record_id: int, **columns: Any) -> AuthRecord:
         """Change columns of log row ``record_id`` and return it."""
-        unknown = set(columns) - set(_AUTH_COLUMNS)
+        unknown = columns.keys() - _AUTH_COLUMN_SET
         if unknown:
             raise InvalidInput(f"unknown authorization columns {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in [*columns, "updated_at"])
@@ -557,11 +610,13 @@ class HostLedger:
 
     def next_rrn(self) -> str:
         """A new retrieval reference number: 12 digits, unique in this ledger."""
+        bump = "INSERT INTO counters VALUES ('rrn', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1"
         with self.atomic():
-            self._db.execute(
-                "INSERT INTO counters VALUES ('rrn', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1"
-            )
-            value = self._db.execute("SELECT value FROM counters WHERE name = 'rrn'").fetchone()[0]
+            if _HAS_RETURNING:
+                value = self._db.execute(f"{bump} RETURNING value").fetchall()[0][0]
+            else:
+                self._db.execute(bump)
+                value = self._db.execute("SELECT value FROM counters WHERE name = 'rrn'").fetchone()[0]
             rrn = f"{value:012d}"
             while self.rrn_in_use(rrn):
                 # an uploaded transaction brought this RRN from elsewhere: skip it
@@ -660,6 +715,27 @@ class HostLedger:
         """
         rows = self.authorizations(terminal_id_field(terminal_id), batch)
         return [_view_row(r) for r in rows if r.proc_code in (PROC_SALE, PROC_REFUND, PROC_VOID)]
+
+
+class _Transaction:
+    """What :meth:`HostLedger.atomic` returns: stateless (the depth lives in the ledger), so reusable."""
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger: HostLedger) -> None:
+        self._ledger = ledger
+
+    def __enter__(self) -> None:
+        self._ledger._begin()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._ledger._end(commit=exc_type is None)
+
+
+def _account_from_row(row: sqlite3.Row) -> Account:
+    return Account(**{**dict(row), "blocked": bool(row["blocked"])})
 
 
 def _view_row(record: AuthRecord) -> dict[str, Any]:

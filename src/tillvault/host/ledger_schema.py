@@ -4,6 +4,9 @@ Version 1: accounts, transfers, the authorization log, settlements, counters.
 Version 2 (settlement and payout, S15): ``accounts.card_type``; ``authorizations.settled_date``,
 ``fee``, ``fee_name``; ``settlements.business_date``; the ``merchants``, ``payout_runs`` and
 ``payouts`` tables. Migration adds the missing columns and tables in place; nothing is rewritten.
+Version 3: the index on ``authorizations.settled_date`` holds settled rows only
+(``authorizations_settled_day``, partial), so logging a request writes one index page less; the
+full version 2 index ``authorizations_settled`` is dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,10 +129,16 @@ _ADDED_COLUMNS = (
 )
 
 _INDEXES = (
-    "CREATE INDEX IF NOT EXISTS authorizations_settled ON authorizations (settled_date)",
+    # Partial: a request's new row is unsettled; only settlement (a batch at once) adds entries.
+    "CREATE INDEX IF NOT EXISTS authorizations_settled_day ON authorizations (settled_date)"
+    " WHERE settled_date IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS transfers_debit ON transfers (debit_account)",
     "CREATE INDEX IF NOT EXISTS transfers_credit ON transfers (credit_account)",
 )
+
+
+#: Indexes of earlier versions that a later one replaced.
+_DROPPED_INDEXES = ("authorizations_settled",)
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -144,6 +153,8 @@ def migrate(db: sqlite3.Connection) -> None:
         present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    for name in _DROPPED_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
     for statement in _INDEXES:
         db.execute(statement)
     db.execute(

@@ -30,6 +30,8 @@ __all__ = [
     "DEPOSIT_REFUND_NAME",
     "UNCHANGED",
     "Merchant",
+    "Unchanged",
+    "activation_minimum",
     "activation_refusal",
     "get_merchant",
     "list_merchants",
@@ -41,13 +43,15 @@ __all__ = [
 DEPOSIT_REFUND_NAME: Final = "device deposit refund"
 
 
-class _Unchanged:
+class Unchanged:
+    """The type of :data:`UNCHANGED`."""
+
     def __repr__(self) -> str:
         return "UNCHANGED"
 
 
 #: Default of :func:`set_merchant` arguments: keep the current value (None clears).
-UNCHANGED: Final = _Unchanged()
+UNCHANGED: Final = Unchanged()
 
 
 def _now() -> str:
@@ -142,9 +146,9 @@ def set_merchant(
     *,
     today: date,
     currency: str | None = None,
-    deposit: int | _Unchanged = UNCHANGED,
-    activation_min: int | _Unchanged | None = UNCHANGED,
-    refund_threshold: int | _Unchanged | None = UNCHANGED,
+    deposit: int | Unchanged = UNCHANGED,
+    activation_min: int | Unchanged | None = UNCHANGED,
+    refund_threshold: int | Unchanged | None = UNCHANGED,
 ) -> Merchant:
     """Create or change a merchant's terms; arguments left :data:`UNCHANGED` keep their value,
     ``None`` clears a rule. Setting a deposit collects it at once (see the module doc).
@@ -220,26 +224,62 @@ def _collect_deposit(ledger: HostLedger, merchant: Merchant, business: date) -> 
     )
 
 
-def activation_refusal(ledger: HostLedger, merchant_id: str | None, amount: int) -> str | None:
-    """Why a sale of ``amount`` must be declined because the merchant is not activated, or None."""
-    merchant = get_merchant(ledger, merchant_id or "") if merchant_id and merchant_id.strip() else None
-    if merchant is None or merchant.activated or merchant.activation_min is None:
+def activation_minimum(ledger: HostLedger, merchant_id: str | None) -> int | None:
+    """The amount (minor units) a sale must reach to activate ``merchant_id``'s terminals, or None
+    when no activation is pending (already activated, no activation rule, or no terms at all)."""
+    key = merchant_id.strip() if merchant_id else ""
+    if not key:
         return None
-    if amount >= merchant.activation_min:
+    rows = ledger.rows(
+        "SELECT activation_min FROM merchants"
+        " WHERE merchant_id = ? AND activation_min IS NOT NULL AND activated_date IS NULL",
+        (key,),
+    )
+    return rows[0]["activation_min"] if rows else None
+
+
+def activation_refusal(
+    ledger: HostLedger, merchant_id: str | None, amount: int, *, minimum: int | Unchanged | None = UNCHANGED
+) -> str | None:
+    """Why a sale of ``amount`` must be declined because the merchant is not activated, or None.
+
+    ``minimum``: :func:`activation_minimum` when the caller has just read it in the same ledger
+    transaction (left :data:`UNCHANGED`, it is read here).
+    """
+    if isinstance(minimum, Unchanged):
+        minimum = activation_minimum(ledger, merchant_id)
+    if minimum is None or amount >= minimum:
         return None
-    minimum = merchant.activation_min
+    key = (merchant_id or "").strip()
     return (
-        f"terminal not activated: the first sale must be at least {minimum // 100}.{minimum % 100:02d}"
-        f" (merchant {merchant.merchant_id})"
+        f"terminal not activated: the first sale must be at least {minimum // 100}.{minimum % 100:02d} (merchant {key})"
     )
 
 
-def note_sale(ledger: HostLedger, merchant_id: str | None, amount: int, reference: str, business: date) -> None:
-    """Record activation when this approved sale of ``amount`` is the first large enough one."""
-    if not merchant_id or not merchant_id.strip():
-        return
+def note_sale(
+    ledger: HostLedger,
+    merchant_id: str | None,
+    amount: int,
+    reference: str,
+    today: date,
+    *,
+    minimum: int | Unchanged | None = UNCHANGED,
+) -> bool:
+    """Record activation when this approved sale of ``amount`` is the first large enough one;
+    True when it activated the merchant.
+
+    The activation is dated on the open business date of ``today`` (:func:`open_business_date`)
+    and written once: a merchant already activated, or without an activation rule, is not
+    touched. ``minimum`` as in :func:`activation_refusal`.
+    """
+    if isinstance(minimum, Unchanged):
+        minimum = activation_minimum(ledger, merchant_id)
+    if minimum is None or amount < minimum or not merchant_id:
+        return False
+    business = open_business_date(ledger, today)
     ledger.execute(
         "UPDATE merchants SET activated_date = ?, activation_reference = ?, updated_at = ?"
         " WHERE merchant_id = ? AND activation_min IS NOT NULL AND activated_date IS NULL AND activation_min <= ?",
         (business.isoformat(), reference, _now(), merchant_id.strip(), amount),
     )
+    return True

@@ -38,12 +38,14 @@ from tillvault.domain import iso8583 as iso
 from tillvault.errors import MessageError
 from tillvault.host.cardcheck import expiry_problem, pan_problem
 from tillvault.host.ledger import AuthRecord, HostLedger
-from tillvault.host.merchants import activation_refusal, note_sale
-from tillvault.host.settlement import open_business_date, settle_batch
+from tillvault.host.merchants import UNCHANGED, Unchanged, activation_minimum, activation_refusal, note_sale
+from tillvault.host.settlement import settle_batch
 
 __all__ = ["MessageProcessor"]
 
 Message = dict[str, str]
+#: A card as the ledger keeps it: (token, masked PAN), both None for a request without a PAN.
+Card = tuple[str | None, str | None]
 
 
 class MessageProcessor:
@@ -98,19 +100,22 @@ class MessageProcessor:
             request, response_code=code, message=message or iso.RESPONSE_CODES.get(code, ""), **fields
         )
 
-    def _fingerprint(self, request: Mapping[str, str]) -> str:
-        """A digest of the request's content, with the PAN as its token and field 7/128 left out."""
+    def _fingerprint(self, request: Mapping[str, str], card: Card | None = None) -> str:
+        """A digest of the request's content, with the PAN as its token and field 7/128 left out.
+
+        ``card``: the request's :meth:`_card`, when already computed.
+        """
         content = {k: v for k, v in request.items() if k not in ("7", "128")}
         if "2" in content:
-            content["2"] = self.ledger.token(content["2"])
+            content["2"] = card[0] if card is not None and card[0] is not None else self.ledger.token(content["2"])
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
-    def _card(self, request: Mapping[str, str]) -> tuple[str | None, str | None]:
+    def _card(self, request: Mapping[str, str]) -> Card:
         pan = request.get("2")
         return (self.ledger.token(pan), iso.mask_pan(pan)) if pan else (None, None)
 
-    def _common(self, request: Mapping[str, str]) -> dict[str, object]:
-        token, masked = self._card(request)
+    def _common(self, request: Mapping[str, str], card: Card | None = None) -> dict[str, object]:
+        token, masked = card if card is not None else self._card(request)
         return {
             "terminal_id": request["41"],
             "local_date": request["13"],
@@ -127,15 +132,21 @@ class MessageProcessor:
             "local_time": request.get("12"),
         }
 
-    def _record(self, request: Mapping[str, str], response: Message, status: str, **columns: object) -> Message:
-        """Log ``request`` with ``response`` (kept for duplicates) and return the response."""
-        self.ledger.insert_auth(
-            **self._common(request),
+    def _record(
+        self, request: Mapping[str, str], response: Message, status: str, *, card: Card | None = None, **columns: object
+    ) -> Message:
+        """Log ``request`` with ``response`` (kept for duplicates) and return the response.
+
+        ``card``: the request's :meth:`_card`, when already computed (one HMAC a request is enough).
+        """
+        card = card if card is not None else self._card(request)
+        self.ledger.add_auth(
+            **self._common(request, card),
             rrn=response.get("37"),
             auth_code=response.get("38"),
             response=response["39"],
             status=status,
-            fingerprint=self._fingerprint(request),
+            fingerprint=self._fingerprint(request, card),
             response_json=json.dumps(response),
             **columns,
         )
@@ -154,16 +165,28 @@ class MessageProcessor:
         return self._answer(request, "94")
 
     def _payable(self, request: Mapping[str, str]) -> int:
-        return self.ledger.system_account("merchant_payable", request["42"].strip(), request["49"]).id
+        return self.ledger.system_account_id("merchant_payable", request["42"].strip(), request["49"])
 
-    def _move(self, proc_code: str, card_account: int, request: Mapping[str, str], kind: str) -> int:
-        """Post a sale (card → merchant) or refund (merchant → card) transfer; its id."""
+    def _move(
+        self,
+        proc_code: str,
+        card_account: int,
+        request: Mapping[str, str],
+        kind: str,
+        *,
+        activation: int | Unchanged | None = UNCHANGED,
+    ) -> int:
+        """Post a sale (card → merchant) or refund (merchant → card) transfer; its id.
+
+        ``activation``: the merchant's :func:`~.merchants.activation_minimum` when already read in
+        this transaction (a sale may activate the merchant).
+        """
         amount = iso.field_int(request, "4")
         reference = f"{request['41'].strip()}/{request['13']}/{request['11']}"
         payable = self._payable(request)
         if proc_code == iso.PROC_REFUND:
             return self.ledger.post(payable, card_account, amount, request["49"], kind, reference)
-        note_sale(self.ledger, request["42"], amount, reference, open_business_date(self.ledger, self.today()))
+        note_sale(self.ledger, request["42"], amount, reference, self.today(), minimum=activation)
         return self.ledger.post(card_account, payable, amount, request["49"], kind, reference)
 
     # -- 0800 ----------------------------------------------------------------------------------
@@ -189,20 +212,24 @@ class MessageProcessor:
             rrn = self.ledger.next_rrn()
             if code is not None:
                 return self._record(request, self._answer(request, code, message=why, rrn=rrn), "declined")
-            token, masked = self._card(request)
+            card = self._card(request)
+            token, masked = card
             assert token is not None
             account = self.ledger.card_account(token, masked, request["49"])
             amount = iso.field_int(request, "4")
             if account.blocked:
-                return self._record(request, self._answer(request, "62", rrn=rrn), "declined")
+                return self._record(request, self._answer(request, "62", rrn=rrn), "declined", card=card)
             if proc == iso.PROC_SALE and amount > account.available:
-                return self._record(request, self._answer(request, "51", rrn=rrn), "declined")
-            inactive = activation_refusal(self.ledger, request["42"], amount) if proc == iso.PROC_SALE else None
+                return self._record(request, self._answer(request, "51", rrn=rrn), "declined", card=card)
+            activation = activation_minimum(self.ledger, request["42"]) if proc == iso.PROC_SALE else None
+            inactive = activation_refusal(self.ledger, request["42"], amount, minimum=activation)
             if inactive is not None:
-                return self._record(request, self._answer(request, "13", message=inactive, rrn=rrn), "declined")
-            transfer = self._move(proc, account.id, request, "sale" if proc == iso.PROC_SALE else "refund")
+                response = self._answer(request, "13", message=inactive, rrn=rrn)
+                return self._record(request, response, "declined", card=card)
+            kind = "sale" if proc == iso.PROC_SALE else "refund"
+            transfer = self._move(proc, account.id, request, kind, activation=activation)
             response = self._answer(request, "00", rrn=rrn, auth_code=self.ledger.new_auth_code())
-            return self._record(request, response, "approved", transfer_id=transfer)
+            return self._record(request, response, "approved", card=card, transfer_id=transfer)
 
     def _card_decision(self, request: Mapping[str, str]) -> tuple[str | None, str | None]:
         """(decline code, reason) from the checks that need no account; (None, None) to go on."""
@@ -257,12 +284,13 @@ class MessageProcessor:
             duplicate = self._duplicate(request)
             if duplicate is not None:
                 return duplicate
-            token, masked = self._card(request)
+            card = self._card(request)
+            token, masked = card
             assert token is not None
             account = self.ledger.card_account(token, masked, request["49"])
             transfer = self._move(proc, account.id, request, "advice")
             response = self._answer(request, "00", rrn=self.ledger.next_rrn(), auth_code=request["38"])
-            return self._record(request, response, "advised", transfer_id=transfer)
+            return self._record(request, response, "advised", card=card, transfer_id=transfer)
 
     # -- 0400 / 0420 ---------------------------------------------------------------------------
 

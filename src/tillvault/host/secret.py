@@ -73,7 +73,7 @@ def load_host_secret(data_dir: Path, config_dir: Path | None = None) -> bytes:
 
 def card_token(secret: bytes, pan: str) -> str:
     """HMAC-SHA256 of the PAN under ``secret``, as 64 hex digits: the card's account key."""
-    return hmac.new(secret, pan.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, pan.encode("ascii"), "sha256").hex()
 
 
 def secret_check(secret: bytes) -> str:

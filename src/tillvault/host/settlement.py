@@ -85,6 +85,8 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
         rule = card_type_rule(ledger)
         schedules: dict[str, FeeSchedule] = {}
         total = 0
+        day = business.isoformat()
+        marked: list[tuple[str, int, str | None, int]] = []
         for row in rows:
             merchant = (row["merchant_id"] or "").strip()
             if merchant not in schedules:
@@ -93,10 +95,8 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
             kind = "sale" if row["proc_code"] == PROC_SALE else "refund"
             charge = schedules[merchant].charge(kind, row["amount"], card_type, brand_of(row["masked_pan"]))
             total += charge.amount
-            ledger.execute(
-                "UPDATE authorizations SET settled_date = ?, fee = ?, fee_name = ? WHERE id = ?",
-                (business.isoformat(), charge.amount, charge.name, row["id"]),
-            )
+            marked.append((day, charge.amount, charge.name, row["id"]))
+        ledger.execute_many("UPDATE authorizations SET settled_date = ?, fee = ?, fee_name = ? WHERE id = ?", marked)
         if not rows:
             # A repeated 0500: answer with the date the batch's money settled on.
             last = ledger.rows(
