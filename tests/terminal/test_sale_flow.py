@@ -113,6 +113,23 @@ def test_host_down_offline_approval_then_advice_delivered(
     assert len(rows) == 1 and rows[0].amount == 5000 and rows[0].mti == "0220"
 
 
+def test_offline_queue_waits_on_its_head_then_drains_in_order_across_pages(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal(host_address=f"127.0.0.1:{_free_port()}", offline={"max_count": 1000})
+    stans = [t.sale(100 + i, VISA, EXPIRY).stan for i in range(230)]  # more than one page of the queue
+    pending = t.records.outbox_pending(limit=1000)
+    assert len(pending) == 230
+    # A failed drain reschedules the head (with back-off); the messages behind it wait for the head.
+    assert 1 <= pending[0]["attempts"] <= 5 and all(m["attempts"] == 0 for m in pending[1:])
+    assert t.records.outbox_head_due_ms() == pending[0]["next_attempt_ms"] > 0
+    t.use_host(host.address)
+    report = t.drain_outbox(force=True)
+    assert report.delivered == 230 and report.remaining == 0 and t.records.outbox_head_due_ms() is None
+    advised = {a.stan for a in host_ledger.authorizations(t.config.terminal_id) if a.mti == "0220"}
+    assert advised == {f"{s:06d}" for s in stans}
+
+
 def test_offline_caps_limit_exposure(make_terminal: Callable[..., Terminal]) -> None:
     t = make_terminal(host_address=f"127.0.0.1:{_free_port()}", offline={"max_count": 2})
     results = [t.sale(100, VISA, EXPIRY).status for _ in range(3)]

@@ -273,12 +273,19 @@ class Records:
             (message["kind"], message.get("invoice"), message["payload"], ts, message.get("idem_key")),
         )
 
-    def outbox_pending(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Outbox messages not yet delivered, oldest first."""
+    def outbox_pending(self, limit: int = 100, *, after_id: int = 0) -> list[dict[str, Any]]:
+        """Outbox messages not yet delivered, oldest first (those with an id above ``after_id``)."""
         rows = self.journal.conn.execute(
-            "SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?", (limit,)
+            "SELECT * FROM outbox WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?", (after_id, limit)
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def outbox_head_due_ms(self) -> int | None:
+        """When the oldest undelivered message is next due (ms), or None when the outbox is empty."""
+        row = self.journal.conn.execute(
+            "SELECT next_attempt_ms FROM outbox WHERE status = 'pending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def outbox_count(self) -> int:
         """Messages still waiting in the outbox."""

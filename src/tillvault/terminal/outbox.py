@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,7 @@ def drain_outbox(
     rng = rng or random.Random()
     report = DrainReport()
     now = t.now_ms()
-    for message in t.records.outbox_pending(limit=limit):
+    for message in _pending_in_pages(t, limit):
         if not force and message["next_attempt_ms"] > now:
             break
         try:
@@ -95,6 +96,18 @@ def drain_outbox(
         report.delivered_kinds[message["kind"]] = report.delivered_kinds.get(message["kind"], 0) + 1
     report.remaining = t.records.outbox_count()
     return report
+
+
+def _pending_in_pages(t: Terminal, limit: int, page: int = 200) -> Iterator[dict[str, Any]]:
+    """Up to ``limit`` undelivered messages, oldest first, read a page at a time (a drain that stops
+    at the first failure reads one page, not the whole queue)."""
+    last_id, left = 0, limit
+    while left > 0:
+        rows = t.records.outbox_pending(limit=min(page, left), after_id=last_id)
+        if not rows:
+            return
+        yield from rows
+        last_id, left = rows[-1]["id"], left - len(rows)
 
 
 def _complete(t: Terminal, message: dict[str, Any], reply: dict[str, str]) -> None:

@@ -531,9 +531,9 @@ class Terminal:
         return drain_outbox(self, force=force)
 
     def _drain_due(self) -> None:
-        due = self.journal.conn.execute("SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'").fetchone()[
-            0
-        ]
+        # The drain goes in order and stops at the first message that is not due, so the head of
+        # the queue decides (a queue of thousands after an outage is not read at every sale).
+        due = self.records.outbox_head_due_ms()
         if due is not None and due <= self.now_ms():
             with contextlib.suppress(TillVaultError):
                 self.drain_outbox()
