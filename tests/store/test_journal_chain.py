@@ -145,6 +145,24 @@ def test_stan_is_unique_per_terminal_per_day_and_restarts_next_day(tmp_path: Pat
     assert records.record_intent(kind="sale", amount=1, currency="CNY", business_date="2026-11-26")["stan"] == 1
 
 
+@pytest.mark.parametrize("returning", [True, False], ids=["one-statement", "read-then-write"])
+def test_a_counter_advances_and_wraps_to_its_start_on_either_sqlite_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    from tillvault.store import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_HAS_RETURNING", returning)
+    j = _journal(tmp_path)
+
+    def advance(name: str, **kw: int) -> int:
+        return j.write(lambda ctx: j.next_counter(ctx.conn, name, **kw)).result
+
+    assert [advance("invoice") for _ in range(3)] == [1, 2, 3]
+    assert [advance("stan", wrap=3) for _ in range(5)] == [1, 2, 3, 1, 2]
+    assert [advance("from-ten", start=10, wrap=11) for _ in range(3)] == [10, 11, 10]
+    assert j.counter("invoice") == 3 and j.counter("never") is None
+
+
 def test_a_failed_write_leaves_nothing_and_the_chain_continues(tmp_path: Path) -> None:
     j = _journal(tmp_path)
     j.append("a", {"n": 1})

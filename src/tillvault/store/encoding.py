@@ -20,6 +20,10 @@ GENESIS = b"\x00" * 32
 CHECKSUM_BYTES = 16
 
 
+#: One encoder for every call (``json.dumps`` with options builds a new one each time).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(obj: Any) -> bytes:
     """Encode ``obj`` as canonical JSON bytes (sorted keys, no spaces, UTF-8).
 
@@ -28,7 +32,7 @@ def canonical(obj: Any) -> bytes:
     """
     _refuse_floats(obj)
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _ENCODE(obj).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"event body cannot be encoded: {exc}") from exc
 

@@ -283,14 +283,13 @@ class Terminal:
         self.devices.maintain()
         self.sample_usage()
         now = self.now_ms()
-        if (
-            self.auto_relieve
-            and now - self._last_ladder_ms >= LADDER_INTERVAL_MS
-            and self.space.status().pressure != "normal"
-        ):
+        if self.auto_relieve and now - self._last_ladder_ms >= LADDER_INTERVAL_MS:
+            # Looked at once an interval, whatever it finds (admission runs the ladder itself when
+            # a sale does not fit): a sale in between pays for no measurement.
             self._last_ladder_ms = now
-            with contextlib.suppress(TillVaultError):
-                self.relieve_pressure()
+            if self.space.status().pressure != "normal":
+                with contextlib.suppress(TillVaultError):
+                    self.relieve_pressure()
 
     def sample_usage(self, *, kind: str = "sample", min_interval_ms: int = 3_600_000) -> None:
         """Record (time, used bytes) for the runway forecast, at most once per ``min_interval_ms``."""
