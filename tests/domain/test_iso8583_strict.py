@@ -253,3 +253,62 @@ def test_decode_refuses_non_canonical_or_malformed_bytes(data: bytes, reason: st
 def test_decode_accepts_empty_variable_fields_and_fields_above_64() -> None:
     message = {"t": "0500", "2": "", "60": "", "63": "", "97": "C" + "0" * 16, "128": "0123456789ABCDEF"}
     assert iso.decode(iso.encode(message)) == message
+
+
+# --- the one-pass paths (no pyiso8583) against the checked ones ----------------------------------
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(_wire_bytes())
+def test_one_pass_decode_accepts_exactly_the_canonical_messages_with_the_same_result(data: bytes) -> None:
+    expected = _outcome(_reference_decode, data)
+    fast = iso._decode_canonical(data)
+    assert (fast is not None) == (expected[0] == "ok")
+    if fast is not None:
+        assert fast == expected[1]
+        assert list(fast) == list(iso._decode_checked(data))  # same keys, same order
+
+
+@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@given(_messages())
+def test_one_pass_encode_writes_the_bytes_pyiso8583_writes(message: dict[str, Any]) -> None:
+    # a dict takes the one-pass path; any other mapping the checked one
+    assert _outcome(iso.encode, message) == _outcome(iso._encode_checked, message)
+    assert _outcome(iso.encode, message) == _outcome(_reference_encode, message)
+
+
+def test_the_builders_messages_take_the_one_pass_paths_both_ways() -> None:
+    sale = iso.sale_request(
+        pan="4111111111111111",
+        expiry="2712",
+        amount=1234,
+        currency="156",
+        stan=42,
+        terminal_id="T1",
+        merchant_id="M1",
+        batch=3,
+        invoice=7,
+    )
+    totals = iso.BatchTotals(sales_count=2, sales_amount=300, refunds_count=1, refunds_amount=500)
+    settle = iso.settlement_request(totals=totals, stan=43, terminal_id="T1", merchant_id="M1", batch=3, currency="156")
+    reply = iso.response_for(sale, response_code="00", rrn="000000000001", auth_code="123456", message="approved")
+    for message in (sale, settle, reply):
+        raw = iso.encode(message)
+        assert raw == _reference_encode(message)
+        assert iso._decode_canonical(raw) == message == iso.decode(raw)
+
+
+def test_layout_caches_stay_bounded_whatever_bitmaps_a_peer_sends() -> None:
+    numbers = [n for n in _NUMBERS if n <= 64]
+    for i in range(2 * iso._LAYOUT_CACHE_SIZE):
+        chosen = [n for bit, n in enumerate(numbers) if i >> bit & 1]
+        message = {
+            "t": "0800",
+            **{
+                str(n): _valid_value(iso._FIELDS[str(n)][0], 1 if iso._FIELDS[str(n)][1] else iso._FIELDS[str(n)][2])
+                for n in chosen
+            },
+        }
+        assert iso.decode(iso.encode(message)) == message
+    assert len(iso._DECODE_LAYOUTS) <= iso._LAYOUT_CACHE_SIZE
+    assert len(iso._ENCODE_LAYOUTS) <= iso._LAYOUT_CACHE_SIZE
