@@ -185,6 +185,17 @@ def test_rrns_are_unique_increasing_and_skip_one_already_in_the_log(ledger: Host
     assert ledger.next_rrn() == "000000000005"
 
 
+def test_rrns_skip_a_run_of_numbers_already_in_the_log(ledger: HostLedger, returning: bool) -> None:
+    assert ledger.next_rrn() == "000000000001"
+    for stan, rrn in (("000001", "000000000002"), ("000002", "000000000003"), ("000003", "000000000005")):
+        ledger.insert_auth(
+            terminal_id="T0000001", local_date="0615", stan=stan, mti="0200", proc_code="000000", amount=5,
+            currency="156", rrn=rrn, response="00", status="uploaded",
+        )  # fmt: skip
+    assert [ledger.next_rrn() for _ in range(3)] == ["000000000004", "000000000006", "000000000007"]
+    assert ledger.rows("SELECT value FROM counters WHERE name = 'rrn'")[0]["value"] == 7
+
+
 def test_new_accounts_come_back_whole(ledger: HostLedger, returning: bool) -> None:
     card = ledger.card_account(ledger.token(VISA), "411111******1111", "156")
     assert (card.kind, card.masked_pan, card.credit_limit, card.balance, card.blocked) == (

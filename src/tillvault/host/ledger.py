@@ -65,6 +65,8 @@ DEFAULT_CREDIT_LIMIT = 5_000_000
 LIVE_STATUSES = ("approved", "advised", "uploaded")
 #: ``INSERT ... RETURNING`` (SQLite 3.35+) saves the read-back after an insert; older SQLite reads back.
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+# printf('%012d') writes what f"{value:012d}" writes for the counter's non-negative values.
+_RRN_RETURNING = "RETURNING value, EXISTS (SELECT 1 FROM authorizations WHERE rrn = printf('%012d', value))"
 _ACCOUNT_COLUMNS = (
     "id, kind, key, currency, masked_pan, credit_limit, blocked, debits_posted, credits_posted, card_type"
 )
@@ -613,16 +615,20 @@ class HostLedger:
         bump = "INSERT INTO counters VALUES ('rrn', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1"
         with self.atomic():
             if _HAS_RETURNING:
-                value = self._db.execute(f"{bump} RETURNING value").fetchall()[0][0]
+                # One statement: the new value, and whether a log row already carries it.
+                value, taken = self._db.execute(f"{bump} {_RRN_RETURNING}").fetchall()[0]
+                rrn = f"{value:012d}"
             else:
                 self._db.execute(bump)
                 value = self._db.execute("SELECT value FROM counters WHERE name = 'rrn'").fetchone()[0]
-            rrn = f"{value:012d}"
-            while self.rrn_in_use(rrn):
+                rrn = f"{value:012d}"
+                taken = self.rrn_in_use(rrn)
+            while taken:
                 # an uploaded transaction brought this RRN from elsewhere: skip it
                 value += 1
                 rrn = f"{value:012d}"
                 self._db.execute("UPDATE counters SET value = ? WHERE name = 'rrn'", (value,))
+                taken = self.rrn_in_use(rrn)
             return rrn
 
     @staticmethod
