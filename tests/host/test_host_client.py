@@ -3,6 +3,7 @@ mismatched replies and TLS."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import socket
@@ -137,6 +138,48 @@ def test_connection_closed_by_the_host_while_idle_is_replaced_transparently(tmp_
         assert len(host.ledger.authorizations()) == 1
 
 
+def test_a_stray_byte_after_a_reply_is_never_read_as_the_next_reply() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = listener.accept()
+            connections.append(n)
+            with conn:
+                request = iso.decode(recv_frame(conn))
+                # the reply, then one byte nobody asked for, on the first connection only
+                send_frame(conn, iso.encode(iso.response_for(request, response_code="00")))
+                if n == 0:
+                    conn.sendall(b"\x00")
+                with contextlib.suppress(EOFError, OSError):
+                    recv_frame(conn)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    with listener, HostClient(f"127.0.0.1:{listener.getsockname()[1]}", timeout=2) as client:
+        assert client.exchange(echo())["39"] == "00"
+        time.sleep(0.1)  # the stray byte arrives while the link is idle
+        first = client._sock
+        assert client.exchange(echo())["39"] == "00"  # answered on a new connection
+        assert client._sock is not first
+        assert connections == [0, 1]
+
+
+def test_idle_check_sees_a_closed_reset_or_readable_plain_socket() -> None:
+    for action in ("close", "byte", "none"):
+        a, b = socket.socketpair()
+        with a, b:
+            if action == "close":
+                b.close()
+            elif action == "byte":
+                b.sendall(b"x")
+            assert HostClient._alive(a) is (action == "none")
+    closed = socket.socket()
+    closed.close()
+    assert HostClient._alive(closed) is False
+
+
 # --- replies that do not match -------------------------------------------------------------------------------
 
 
@@ -213,7 +256,9 @@ def test_tls_round_trip(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
         HostClient(host.address, timeout=2, ssl_context=client_ssl_context(cert)) as client,
     ):
         assert client.exchange(sale())["39"] == "00"
-        assert client.exchange(echo())["39"] == "00"  # the TLS connection is reused
+        first = client._sock
+        assert client.exchange(echo())["39"] == "00"
+        assert client._sock is first  # the TLS connection is reused
 
 
 def test_tls_host_process_and_untrusted_certificate(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:

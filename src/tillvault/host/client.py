@@ -18,6 +18,7 @@ is dropped, so a late reply can never be mistaken for the answer to the next req
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -129,7 +130,7 @@ class HostClient:
             if self._sock is None:
                 self._sock = self._connect()
             try:
-                self._sock.settimeout(self.timeout)
+                _set_timeout(self._sock, self.timeout)
                 send_frame(self._sock, payload)
                 return self._sock
             except OSError as exc:
@@ -157,6 +158,16 @@ class HostClient:
     @staticmethod
     def _alive(sock: socket.socket) -> bool:
         """False when the host closed the connection (or sent something unasked for)."""
+        if _poll is not None and not isinstance(sock, ssl.SSLSocket):
+            # One poll instead of a non-blocking recv between two mode switches: a plain socket
+            # with anything to read (a close, a reset, a stray byte) is not to be reused either way.
+            # TLS keeps the recv: a session ticket makes its socket readable while it is idle.
+            try:
+                poller = _poll()
+                poller.register(sock, select.POLLIN)
+                return not poller.poll(0)
+            except (OSError, ValueError):
+                return False
         try:
             sock.setblocking(False)
             try:
@@ -172,7 +183,7 @@ class HostClient:
         return False
 
     def _receive(self, sock: socket.socket) -> bytes:
-        sock.settimeout(self.timeout)
+        _set_timeout(sock, self.timeout)
         try:
             return recv_frame(sock)
         except TimeoutError:
@@ -211,3 +222,13 @@ class HostClient:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
+
+
+#: ``select.poll`` where the platform has it (not Windows): the idle check then costs one call.
+_poll = getattr(select, "poll", None)
+
+
+def _set_timeout(sock: socket.socket, timeout: float) -> None:
+    """``sock.settimeout(timeout)`` unless it is already so (each call is a system call)."""
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)

@@ -181,8 +181,11 @@ class AcquirerHost:
                 conn = self.ssl_context.wrap_socket(sock, server_side=True)
                 with self._conn_lock:
                     self._connections.add(conn)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a reply is one write: send it now
             while not self._stopping.is_set():
-                conn.settimeout(self.idle_timeout)
+                if conn.gettimeout() != self.idle_timeout:  # settimeout is a system call
+                    conn.settimeout(self.idle_timeout)
                 try:
                     payload = recv_frame(conn)
                 except (EOFError, HostProtocolError, OSError):

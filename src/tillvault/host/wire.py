@@ -56,7 +56,12 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
     :raises HostProtocolError: the peer closed after some but not all bytes.
     :raises OSError: the socket failed (``TimeoutError`` on a receive timeout).
     """
-    chunks = bytearray()
+    first = sock.recv(size)
+    if len(first) == size:  # the usual case: the whole of it in one read
+        return first
+    if not first:
+        raise EOFError("connection closed by peer")
+    chunks = bytearray(first)
     while len(chunks) < size:
         chunk = sock.recv(size - len(chunks))
         if not chunk:
