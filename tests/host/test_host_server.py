@@ -3,6 +3,8 @@ advices, settlement and batch upload, and the double-entry ledger underneath."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import socket
 import threading
@@ -495,3 +497,18 @@ def test_host_never_writes_a_pan_in_clear_to_its_data_dir(tmp_path: Path) -> Non
         for pan in pans:
             assert pan.encode() not in content, f"{pan} in clear in {path.name}"
             assert pan.encode("utf-16-le") not in content
+
+
+def test_logged_fingerprint_is_the_sha256_of_the_sorted_json_with_the_pan_as_its_token(tmp_path: Path) -> None:
+    # Fingerprints written by earlier versions must keep matching: the formula is pinned.
+    ledger = HostLedger(tmp_path / "h", secret=SECRET)
+    processor = MessageProcessor(ledger, today=lambda: TODAY)
+    request = sale()
+    assert processor.handle(request)["39"] == "00"
+    content = {k: v for k, v in request.items() if k not in ("7", "128")}
+    content["2"] = ledger.token(request["2"])
+    expected = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    (record,) = ledger.authorizations()
+    assert record.fingerprint == expected
+    assert processor.handle({**request, "7": "0101000000"}) == json.loads(record.response_json or "")
+    ledger.close()

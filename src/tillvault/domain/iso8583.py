@@ -969,7 +969,8 @@ def response_for(request: Mapping[str, str], **fields: str | int | None) -> dict
                 raise MessageError(f"field {key} takes text, not an integer")
             value = _digits(value, length, f"field {key}")
         text = str(value)[:999] if key == "63" else str(value)
-        _check_value(key, text)
+        if not _VALID[key](text):
+            _check_value(key, text)  # raises, naming the field and the reason
         msg[key] = text
     return msg
 

@@ -44,6 +44,8 @@ from tillvault.host.settlement import settle_batch
 __all__ = ["MessageProcessor"]
 
 Message = dict[str, str]
+#: ``json.dumps(obj, sort_keys=True)``, with its encoder built once instead of at every call.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
 #: A card as the ledger keeps it: (token, masked PAN), both None for a request without a PAN.
 Card = tuple[str | None, str | None]
 
@@ -108,7 +110,7 @@ class MessageProcessor:
         content = {k: v for k, v in request.items() if k not in ("7", "128")}
         if "2" in content:
             content["2"] = card[0] if card is not None and card[0] is not None else self.ledger.token(content["2"])
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(_SORTED_JSON(content).encode()).hexdigest()
 
     def _card(self, request: Mapping[str, str]) -> Card:
         pan = request.get("2")
