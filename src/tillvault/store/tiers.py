@@ -76,6 +76,8 @@ class Tiers:
         self._by_invoice: dict[str, dict[int, dict[str, Any]]] = {}
         #: The catalogue as last read, valid while no write changed it (see :meth:`catalogue`).
         self._catalogue: tuple[Any, int, list[dict[str, Any]]] | None = None
+        #: The aggregates of every local segment for one catalogue list (see :meth:`aggregates`).
+        self._aggregates_list: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""
@@ -128,13 +130,17 @@ class Tiers:
         ``PRAGMA data_version`` tells when another connection (another process) committed.
         Limits, refunds and retries look at it on every sale.
         """
+        return [dict(r) for r in self._catalogue_rows()]
+
+    def _catalogue_rows(self) -> list[dict[str, Any]]:
+        """The cached catalogue itself (not copies: read-only for the caller); a new list after a change."""
         conn = self.journal.conn
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         cached = self._catalogue
         if cached is None or cached[0] is not conn or cached[1] != version:
             rows = [dict(r) for r in conn.execute("SELECT * FROM segments ORDER BY batch")]
             self._catalogue = cached = (conn, version, rows)
-        return [dict(r) for r in cached[2]]
+        return cached[2]
 
     def forget_catalogue(self) -> None:
         """Read the catalogue again next time (after a change made outside this object)."""
@@ -346,9 +352,14 @@ class Tiers:
     def aggregates(self) -> list[dict[str, Any]]:
         """Per local segment (cached: segments never change): live sales by (day, card) and by day,
         refunds by original invoice, and idempotency keys; what limits, refund bounds and retries
-        must still see once a batch has left the hot tier."""
+        must still see once a batch has left the hot tier. The list is shared: read it, never change it."""
+        catalogue = self._catalogue_rows()
+        kept = self._aggregates_list
+        if kept is not None and kept[0] is catalogue:
+            return kept[1]  # same catalogue, every local segment already read: three times a sale
         out = []
-        for seg in self.catalogue():
+        complete = True
+        for seg in catalogue:
             if not seg["local"]:
                 continue
             agg = self._aggregates.get(seg["name"])
@@ -356,6 +367,7 @@ class Tiers:
                 try:
                     rows = read_segment(self.segment_path(seg["name"]), self.keyring)
                 except (StorageError, KeyRingError, FileNotFoundError):
+                    complete = False  # tried again at the next call, not remembered as absent
                     continue
                 agg = {"card_day": {}, "day": {}, "refunded": {}, "idem": {}}
                 for r in rows:
@@ -375,6 +387,7 @@ class Tiers:
                         agg["idem"][r["idem_key"]] = r["invoice"]
                 self._aggregates[seg["name"]] = agg
             out.append(agg)
+        self._aggregates_list = (catalogue, out) if complete else None
         return out
 
     # -- cold tier ----------------------------------------------------------------------------
