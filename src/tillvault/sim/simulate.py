@@ -366,6 +366,7 @@ class Simulation:
         seeded_keyring(Path(self.t.config.keyring), sc.seed)
         self.t.close()
         self.t = Terminal.open(self.base / "terminal", clock=self.clock)
+        self.t.backoff_rng = random.Random(f"{sc.seed}:backoff")
         self.tid_field = iso.terminal_id_field(self.t.config.terminal_id)
         if sc.baseline:
             self.naive = NaiveStore(self.base / "naive", self.capacity)

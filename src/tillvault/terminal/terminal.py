@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import sqlite3
 import time
 import uuid
@@ -70,6 +71,8 @@ class Terminal:
         self._lock_fd: int | None = None
         self._last_sample_ms = 0
         self._last_ladder_ms = 0
+        #: The outbox back-off's jitter (a simulation seeds it: same seed, same retries).
+        self.backoff_rng = random.Random()
         #: Run the pressure ladder before refusing a sale for space (S5.3 auto-expand).
         self.auto_relieve = True
         self.space = SpaceManager(
@@ -527,7 +530,7 @@ class Terminal:
         from tillvault.terminal.outbox import drain_outbox
 
         self._ensure_writer()
-        return drain_outbox(self, force=force)
+        return drain_outbox(self, force=force, rng=self.backoff_rng)
 
     def _drain_due(self) -> None:
         # The drain goes in order and stops at the first message that is not due, so the head of
