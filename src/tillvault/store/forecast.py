@@ -98,7 +98,7 @@ def forecast_runway(
         # close. What fills the device is the growth of the level each close leaves, and today's
         # remaining rise must fit too; the day's own rise is not growth.
         rates, resets, still_to_rise = cyclic
-        free_bytes = max(0, free_bytes - still_to_rise)
+        free_bytes = max(0, int(free_bytes - still_to_rise))
     if len(rates) < MIN_DAYS:
         return _no_forecast(
             f"need growth measured on at least {MIN_DAYS} days; have {len(rates)}"

@@ -8,6 +8,7 @@ STAN) are unique, and a caller's idempotency key returns the first result of a r
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -326,7 +327,8 @@ class Records:
     def list(self, *, batch: int | None = None, status: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
         """Records, newest first, optionally filtered by batch and status."""
         sql = "SELECT * FROM transactions"
-        where, args = [], []
+        where: builtins.list[str] = []
+        args: builtins.list[Any] = []
         if batch is not None:
             where.append("batch = ?")
             args.append(batch)
@@ -356,7 +358,7 @@ class Records:
         ).fetchone()
         return int(row[0])
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> builtins.list[dict[str, Any]]:
         """Intents without an outcome (what crash recovery must resolve), oldest first."""
         rows = self.journal.conn.execute(
             "SELECT * FROM transactions INDEXED BY transactions_pending WHERE status = 'pending' ORDER BY invoice"

@@ -276,7 +276,9 @@ class DeviceSet:
         second = self.secondary_journal
         second_report = second.verify() if second is not None else None
         bad_primary = not primary_report.ok
-        bad_second = second_report is not None and (not second_report.ok or second.tip != t.journal.tip)
+        bad_second = (
+            second is not None and second_report is not None and (not second_report.ok or second.tip != t.journal.tip)
+        )
         for where, rep in ((self.primary, primary_report), (self.secondary, second_report)):
             if rep is not None:
                 for p in rep.problems:

@@ -168,7 +168,7 @@ def settle(t: Terminal) -> SettlementReport:
     if row["status"] == "open":
         state = {"stan": _allocate_stan(t), "after_upload": False}
         _mark(t, batch, "closing", state, "settle_started", {"batch": batch, "stan": state["stan"]})
-    common = {
+    common: dict[str, Any] = {
         "terminal_id": t.config.terminal_id,
         "merchant_id": t.merchant.merchant_id,
         "batch": batch % 1_000_000,
