@@ -25,7 +25,6 @@ Decisions:
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
@@ -410,4 +409,4 @@ def card_token(pan: str, key: bytes) -> str:
     if len(key) < MIN_TOKEN_KEY_BYTES:
         raise InvalidInput(f"token key has {len(key)} bytes; at least {MIN_TOKEN_KEY_BYTES} are required")
     digits = normalize_pan(pan)
-    return hmac.new(bytes(key), digits.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(bytes(key), digits.encode("ascii"), "sha256").hex()

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -54,6 +53,7 @@ class KeyRing:
     def __init__(self, path: Path, keys: list[Key]) -> None:
         self.path = path
         self._keys = {k.key_id: k for k in keys}
+        self._ciphers: dict[bytes, AESGCM] = {}
 
     # -- creation and loading -----------------------------------------------------------------
     @classmethod
@@ -162,14 +162,21 @@ class KeyRing:
 
         For card numbers use :func:`tillvault.domain.cards.card_token` with :meth:`token_key`.
         """
-        return hmac.new(self.token_key(), f"{domain}:{value}".encode(), sha256).hexdigest()[:32]
+        return hmac.digest(self.token_key(), f"{domain}:{value}".encode(), "sha256").hex()[:32]
+
+    def _aead(self, material: bytes) -> AESGCM:
+        """The AES-GCM cipher of a key's material (set up once: every sale encrypts a field or two)."""
+        aead = self._ciphers.get(material)
+        if aead is None:
+            aead = self._ciphers[material] = AESGCM(material)
+        return aead
 
     def encrypt_field(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
         """Encrypt a small field with AES-256-GCM under the active KEK: ``id|nonce|ciphertext``."""
         key = self.active("kek")
         nonce = secrets.token_bytes(12)
         kid = key.key_id.encode("ascii")
-        return bytes([len(kid)]) + kid + nonce + AESGCM(key.material).encrypt(nonce, plaintext, context)
+        return bytes([len(kid)]) + kid + nonce + self._aead(key.material).encrypt(nonce, plaintext, context)
 
     def decrypt_field(self, blob: bytes, *, context: bytes = b"") -> bytes:
         """Reverse :meth:`encrypt_field`.
@@ -180,7 +187,7 @@ class KeyRing:
             n = blob[0]
             kid = blob[1 : 1 + n].decode("ascii")
             nonce = blob[1 + n : 13 + n]
-            return AESGCM(self.get(kid).material).decrypt(nonce, blob[13 + n :], context)
+            return self._aead(self.get(kid).material).decrypt(nonce, blob[13 + n :], context)
         except KeyRingError:
             raise
         except Exception as exc:

@@ -138,6 +138,7 @@ class SpaceManager:
         open_batch_count: Callable[[], int] = lambda: 0,
     ) -> None:
         self.root = Path(root)
+        self._ballast = str(self.root / BALLAST_NAME)  # stat'ed at every admission
         self.journal = journal
         self.policy = policy
         self.device = device
@@ -254,7 +255,7 @@ class SpaceManager:
 
     def _ballast_size(self) -> int:
         try:
-            return self.ballast_path().stat().st_size
+            return os.stat(self._ballast).st_size
         except FileNotFoundError:
             return 0
 

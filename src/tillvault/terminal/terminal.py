@@ -56,6 +56,7 @@ class Terminal:
         self.config = config
         self.keyring = keyring
         self.clock = clock
+        self._ms_of: tuple[datetime | None, int] = (None, 0)
         self.merchant = Merchant.from_dict(config.merchant)
         self.limits = Limits.from_dict(config.limits) if config.limits else Limits(currency=self.merchant.currency)
         self.offline = OfflinePolicy(**config.offline)
@@ -247,7 +248,10 @@ class Terminal:
 
     def now_ms(self) -> int:
         """The terminal's clock in ms since the epoch."""
-        return int(self.clock().timestamp() * 1000)
+        when = self.clock()
+        if when is not self._ms_of[0]:  # a sale asks several times for the same instant
+            self._ms_of = (when, int(when.timestamp() * 1000))
+        return self._ms_of[1]
 
     def business_date(self) -> str:
         """Today's business date (local), ``YYYY-MM-DD``."""
