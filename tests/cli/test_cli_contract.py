@@ -132,3 +132,19 @@ def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host
     assert st["pressure"] in ("critical", "exhausted")
     _, scrub, _ = tv("scrub", "--json", data=data)
     assert scrub["ok"]
+
+
+def test_sales_from_parallel_processes_all_complete_on_one_chain(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    tv("init", "--terminal-id", "TVCLI009", "--host", host.address, "--json", data=data)
+    cmd = [*TV, "--data", str(data), "sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012"]
+    procs = [
+        subprocess.Popen([*cmd, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    for code, out, err in results:
+        assert code == 0, (out, err)  # each waits its turn for the terminal; none is told its input was bad
+        assert json.loads(out)["status"] == "approved"
+    assert sorted(json.loads(out)["invoice"] for _, out, _ in results) == [f"{i:06d}" for i in range(1, 7)]
+    _, scrub, _ = tv("scrub", "--json", data=data)
+    assert scrub["ok"], scrub["problems"]

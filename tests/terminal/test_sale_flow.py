@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from tillvault.errors import InvalidInput
 from tillvault.host.ledger import HostLedger
 from tillvault.host.process import HostProcess
 from tillvault.terminal.terminal import Terminal
@@ -296,3 +300,63 @@ def test_sale_over_tls_to_the_host(tmp_path: Path) -> None:
             assert r.status in ("not_completed", "offline_approved", "declined")
         finally:
             plain.close()
+
+
+def test_a_refunded_sale_cannot_also_be_voided(make_terminal: Callable[..., Terminal], host_ledger: HostLedger) -> None:
+    t = make_terminal()
+    sale = t.sale(1234, VISA, EXPIRY)
+    assert t.refund(200, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    void = t.void(sale.invoice)
+    assert void.status == "refused" and "refunded already" in void.reason and "10.34" in void.reason
+    assert t.records.get(sale.invoice)["status"] == "approved"  # nothing changed
+    live = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.live]
+    assert sorted(a.amount for a in live) == [200, 1234]  # the card got 2.00 back, not 14.34
+    assert t.refund(1034, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+
+
+def test_a_refund_without_its_original_is_held_to_the_per_transaction_limit(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal()
+    over = t.refund(t.limits.max_per_transaction + 1, VISA, EXPIRY)
+    assert over.status == "refused" and "per-transaction limit" in over.reason
+    assert over.extra["limit"] == "max_per_transaction" and t.records.list() == []
+    assert t.refund(500, VISA, EXPIRY).status == "approved"
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused_naming_the_difference(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal()
+    first = t.sale(700, VISA, EXPIRY, idem_key="K1")
+    assert first.status == "approved"
+    for call, differs in (
+        (lambda: t.sale(900, VISA, EXPIRY, idem_key="K1"), "amount (9.00)"),
+        (lambda: t.sale(700, MASTERCARD, EXPIRY, idem_key="K1"), "card"),
+        (lambda: t.refund(700, VISA, EXPIRY, idem_key="K1"), "kind (refund)"),
+        (lambda: t.void(first.invoice, idem_key="K1"), "kind (void)"),
+    ):
+        with pytest.raises(InvalidInput, match=re.escape(differs)) as caught:
+            call()
+        assert "K1" in str(caught.value) and "new key" in str(caught.value)
+    assert len(t.records.list()) == 1  # nothing was written
+    assert t.sale(700, VISA, EXPIRY, idem_key="K1").invoice == first.invoice  # a true retry still is one
+
+
+def test_a_terminal_object_catches_up_with_sales_another_process_made(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal()
+    assert t.sale(100, VISA, EXPIRY).status == "approved"
+    data = t.data_dir
+    t.close()
+    reader = Terminal.open(data)  # opened first, writes later
+    try:
+        with Terminal.open(data, exclusive=True) as other:
+            assert other.sale(200, VISA, EXPIRY).status == "approved"
+        late = reader.sale(300, VISA, EXPIRY)
+        assert late.status == "approved", late.reason
+        assert late.invoice == 3
+        assert reader.journal.verify().ok
+    finally:
+        reader.close()

@@ -249,6 +249,9 @@ class Journal:
         self.mirror_check: Callable[[], str] | None = None
         #: Called with (failed device, reason) when the primary fails and the mirror takes over.
         self.on_failover: Callable[[str, str], None] | None = None
+        #: Called when another connection (another process) is found to have committed: caches go.
+        self.on_external_change: list[Callable[[], None]] = []
+        self._data_version: int | None = None
 
     # -- connection -------------------------------------------------------------------------
     def open(self) -> Journal:
@@ -292,6 +295,29 @@ class Journal:
         if row is None:
             row = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
         self._tip_seq, self._tip_chain = int(row[0]), bytes(row[1])
+        self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _catch_up(self, conn: sqlite3.Connection) -> bool:
+        """Reload the chain's tip if another connection committed since this one last looked.
+
+        ``PRAGMA data_version`` changes only for commits made through other connections, so
+        this object's own writes cost one pragma and no reload. Returns True if it reloaded.
+        """
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._data_version:
+            return False
+        self._load_tip()
+        for hook in self.on_external_change:
+            hook()
+        return True
+
+    def refresh(self) -> bool:
+        """Catch up with writes another process made (call after taking the terminal's lock)."""
+        with self._lock:
+            try:
+                return self._catch_up(self._connect())
+            except sqlite3.Error as exc:
+                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when possible)."""
@@ -352,6 +378,8 @@ class Journal:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    # Another process may have written since (a second CLI call): chain onto its tip.
+                    self._catch_up(conn)
                     if idem_key is not None:
                         row = conn.execute("SELECT seq, result FROM idempotency WHERE key = ?", (idem_key,)).fetchone()
                         if row is not None:

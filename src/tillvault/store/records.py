@@ -105,6 +105,7 @@ class Records:
         self.journal = journal
         self.terminal_id = terminal_id
         self._open_count: int | None = None
+        journal.on_external_change.append(self.forget_cached_counts)  # another process sold or settled
 
     # -- batches ------------------------------------------------------------------------------
     def _open_batch(self, conn: sqlite3.Connection, ts: int) -> int:

@@ -140,6 +140,7 @@ class SpaceManager:
         self.root = Path(root)
         self._ballast = str(self.root / BALLAST_NAME)  # stat'ed at every admission
         self.journal = journal
+        journal.on_external_change.append(self.forget_sizes)  # another process sealed or cleaned
         self.policy = policy
         self.device = device
         self._open_batch_count = open_batch_count

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import json
 import re
 import sqlite3
@@ -195,6 +196,7 @@ class SaleFlow:
         """
         t = self.t
         if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
+            self._same_request(existing, idem_key, kind="void", original=invoice)
             return _result_from_row(existing, "repeated request: the original result is returned")
         sale = t.find_transaction(invoice)
         if isinstance(sale.get("extra"), str):
@@ -218,6 +220,13 @@ class SaleFlow:
             return base
         if sale["batch"] != t.records.current_batch():
             base.reason = f"invoice {invoice:06d} is in settled batch {sale['batch']}: refund it instead"
+            return base
+        refunded = t.refunded_amount(invoice)
+        if refunded:
+            base.reason = (
+                f"invoice {invoice:06d} has {format_amount(refunded, cur)} refunded already: a void would give "
+                f"that back twice; refund what remains ({format_amount(sale['amount'] - refunded, cur)}) instead"
+            )
             return base
         pan = self._pan_of(sale)
         if pan is None:
@@ -272,6 +281,7 @@ class SaleFlow:
         t = self.t
         cur = t.merchant.currency
         if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
+            self._same_request(existing, idem_key, kind=kind, amount=amount, pan=pan, original=original_invoice)
             return _result_from_row(existing, "repeated request: the original result is returned")
         result = TxResult(status="refused", reason="", amount=amount, currency=cur, kind=kind)
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
@@ -306,6 +316,15 @@ class SaleFlow:
             if refusal:
                 result.reason = refusal
                 return result
+        elif amount > t.limits.max_per_transaction:
+            # A refund without its original has no sale to bound it: the per-transaction limit does.
+            result.reason = (
+                f"refund of {format_amount(amount, cur)} {cur} without an original invoice is above the "
+                f"per-transaction limit {format_amount(t.limits.max_per_transaction, cur)} {cur}; refund "
+                "against the original sale (--original-invoice)"
+            )
+            result.extra["limit"] = "max_per_transaction"
+            return result
         # 3. Space admission, before anything is written or sent.
         try:
             with t.admit_sale():
@@ -495,6 +514,44 @@ class SaleFlow:
         return _result_from_row(row, "", receipt=self.receipt(row))
 
     # -- helpers -----------------------------------------------------------------------------
+    def _same_request(
+        self,
+        existing: dict[str, Any],
+        idem_key: str,
+        *,
+        kind: str,
+        amount: int | None = None,
+        pan: str | None = None,
+        original: int | None = None,
+    ) -> None:
+        """A retry must be the same request: a key reused for another one is refused, never answered
+        with the first transaction's result as if it were this one's.
+
+        :raises InvalidInput: naming what differs.
+        """
+        cur = existing["currency"]
+        differs = []
+        if existing["kind"] != kind:
+            differs.append(f"kind ({kind})")
+        if amount is not None and existing["amount"] != amount:
+            shown = format_amount(amount, cur) if isinstance(amount, int) else repr(amount)
+            differs.append(f"amount ({shown})")
+        if pan is not None and existing.get("card_token"):
+            try:
+                token = card_token(pan, self.t.keyring.token_key())[:TOKEN_HEX]
+            except (CardRejected, InvalidInput):
+                token = None
+            if token is None or not hmac.compare_digest(token, existing["card_token"]):
+                differs.append("card")
+        if (original is not None or kind != "sale") and existing.get("original_invoice") != original:
+            differs.append(f"original invoice ({'none' if original is None else f'{original:06d}'})")
+        if differs:
+            raise InvalidInput(
+                f"idempotency key {idem_key!r} was used for a {existing['kind']} of "
+                f"{format_amount(existing['amount'], cur)} {cur} (invoice {existing['invoice']:06d}); this request "
+                f"differs in {', '.join(differs)}: use a new key for a new transaction"
+            )
+
     def _card_args(
         self, pan: str, expiry: str | None, amount: int, stan: int, batch: int, invoice: int, entry_mode: str = "chip"
     ) -> dict[str, Any]:

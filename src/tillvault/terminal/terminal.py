@@ -215,6 +215,8 @@ class Terminal:
                     ) from None
                 time.sleep(0.05)
         self._lock_fd = fd
+        # Another process may have sold or settled while this one waited or only read.
+        self.journal.refresh()
         self.devices.attach(may_resilver=True)
 
     def _ensure_writer(self) -> None:
