@@ -148,3 +148,58 @@ def test_sales_from_parallel_processes_all_complete_on_one_chain(tmp_path: Path,
     assert sorted(json.loads(out)["invoice"] for _, out, _ in results) == [f"{i:06d}" for i in range(1, 7)]
     _, scrub, _ = tv("scrub", "--json", data=data)
     assert scrub["ok"], scrub["problems"]
+
+
+def _qr(body: str) -> str:
+    from tillvault.domain.emvqr import crc16_ccitt
+
+    body += "6304"
+    return body + f"{crc16_ccitt(body.encode()):04X}"
+
+
+def _tlv(tag: str, value: str) -> str:
+    return f"{tag}{len(value):02d}{value}"
+
+
+#: An Indonesian (QRIS-like) code in rupiah without a merchant name (tag 59).
+IDR_NO_NAME = _qr(
+    "000201010211"
+    + _tlv("26", _tlv("00", "ID.CO.QRIS.WWW") + _tlv("01", "936000140000001234") + _tlv("02", "ID1020021181745"))
+    + "52045812"
+    + "5303360"
+    + "5802ID"
+    + "6007JAKARTA"
+)
+
+
+def test_init_takes_what_the_code_lacks_and_sizes_limits_for_the_currency(tmp_path: Path, host: HostProcess) -> None:
+    _, _, err = tv("init", "--terminal-id", "TVIDR001", "--merchant-qr", IDR_NO_NAME, data=tmp_path / "a", ok=(2,))
+    assert "tag 59" in err and "--merchant-name" in err and not (tmp_path / "a" / "terminal.json").exists()
+    data = tmp_path / "b"
+    _, out, _ = tv(
+        "init", "--terminal-id", "TVIDR002", "--host", host.address, "--merchant-qr", IDR_NO_NAME,
+        "--merchant-name", "Warung Kopi Sederhana Jaya Abadi", "--json", data=data,
+    )  # fmt: skip
+    assert out["merchant"] == "Warung Kopi Sederhana Jaya Abadi"  # longer than EMVCo's 25: kept whole
+    # 150,000 rupiah (about ten dollars) is an everyday sale, not over a CNY-sized limit: it goes to the
+    # host (whose test cards' credit is counted in minor units of any currency, so it may decline).
+    _, sale, _ = tv(
+        "sale", "--amount", "150000", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(0, 1)
+    )
+    assert sale["status"] in ("approved", "declined") and sale["rrn"], sale["reason"]
+    data = tmp_path / "c"
+    tv(
+        "init", "--terminal-id", "TVIDR003", "--host", host.address, "--merchant-qr", IDR_NO_NAME,
+        "--merchant-name", "Warung", "--max-per-transaction", "100000", "--json", data=data,
+    )  # fmt: skip
+    _, over, _ = tv(
+        "sale", "--amount", "150000", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(1,)
+    )
+    assert over["status"] == "refused" and "per-transaction limit 100,000.00 IDR" in over["reason"].replace(
+        "100000.00", "100,000.00"
+    )
+    _, _, err = tv(
+        "init", "--merchant-qr", IDR_NO_NAME, "--merchant-name", "W", "--floor-limit", "12.3.4", data=tmp_path / "d",
+        ok=(2,),
+    )  # fmt: skip
+    assert "--floor-limit" in err

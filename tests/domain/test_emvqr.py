@@ -258,7 +258,7 @@ def test_wrong_length_digit_breaks_the_structure_and_names_the_position() -> Non
 def test_truncated_payload_reports_declared_and_remaining_length() -> None:
     payload = "000201010211" + "26250009SG.PAYNOW010812345678" + "5920ABCDEFGHIJKL"
     result = parse_qr(payload)
-    assert "truncated at position 41: tag 59 declares length 20 but 12 characters remain" in result.errors
+    assert result.errors[0].startswith("truncated at position 41: tag 59 declares length 20 but 12 characters remain")
     assert not result.valid and not result.crc_ok
 
 
@@ -292,12 +292,15 @@ def test_crc_that_is_not_hex_is_reported() -> None:
 
 
 def test_non_digit_length_is_reported() -> None:
-    assert parse_qr("00020101021115A1" + "x" * 20).errors[0] == (
-        "position 12: tag 15 has length 'A1', which is not two digits"
+    assert (
+        parse_qr("00020101021115A1" + "x" * 20)
+        .errors[0]
+        .startswith("position 12: tag 15 has length 'A1', which is not two digits")
     )
-    assert parse_qr("0002010102115A" + "x" * 20).errors[0] == "position 12: tag id '5A' is not two digits"
+    assert parse_qr("0002010102115A" + "x" * 20).errors[0].startswith("position 12: tag id '5A' is not two digits")
     assert parse_qr("0002010102112X").errors[0] == (
         "truncated at position 12: 2 character(s) left, a tag needs at least 4 (2-digit id and 2-digit length)"
+        " (a wrong length earlier? tag 01 at position 6 declared 2)"
     )
 
 
@@ -506,3 +509,39 @@ def test_build_refuses_bad_fields_naming_them(change: dict[str, object], message
     }
     with pytest.raises(InvalidInput, match=re.escape(message)):
         build_qr(**{**fields, **change})  # type: ignore[arg-type]
+
+
+SG_HEAD = "000201010211" + ACCOUNT + "52045812" + "5303702" + "5802SG"
+
+
+def test_a_name_length_that_swallows_the_crc_is_named_not_a_missing_crc() -> None:
+    rest = "6009Singapore" + "6304"
+    body = SG_HEAD + f"59{len('KOPI CORNER') + len(rest) + 4:02d}KOPI CORNER" + rest
+    errors = parse_qr(body + build_crc(body)).errors
+    assert errors == [
+        f"tag 59: declared length 32 at position {len(SG_HEAD)} runs to the end of the payload, taking in the "
+        f"CRC field 6304{build_crc(body)} (the length is wrong)"
+    ]
+
+
+def test_a_length_overrun_points_at_the_field_that_declared_it() -> None:
+    body = SG_HEAD + "5917KOPI CORNER6009Singapore6304"
+    errors = parse_qr(body + build_crc(body)).errors
+    assert errors and f"tag 59 at position {len(SG_HEAD)} declared 17" in errors[0]
+
+
+def test_text_after_the_crc_is_named_as_such() -> None:
+    good = with_crc(SG_HEAD + "5902NA6002SG")
+    assert parse_qr(good).valid
+    errors = parse_qr(good + "XYZ").errors
+    assert errors == [
+        f"tag 63: 3 character(s) after the CRC field, from position {len(good)} ('XYZ'): the CRC must end the payload"
+    ]
+
+
+@pytest.mark.parametrize("bad", ["\x1b", "\x00", "\x7f", "\x9b", "\u202e", "\u2066"])
+def test_control_characters_in_a_field_are_refused_with_tag_and_position(bad: str) -> None:
+    name = f"SHOP{bad}PWN"
+    result = parse_qr(with_crc(SG_HEAD + f"59{len(name):02d}{name}" + "6002SG"))
+    assert not result.valid
+    assert f"tag 59: control character U+{ord(bad):04X} at position {len(SG_HEAD) + 8} (not text)" in result.errors

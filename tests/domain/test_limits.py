@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tillvault.domain.limits import Limits, check_limits
+from tillvault.domain.limits import UNITS_PER_CNY, Limits, check_limits, scaled_from_cny
+from tillvault.domain.money import currencies
 from tillvault.errors import InvalidInput, LimitExceeded
 
 CNY = Limits()  # min 0.01, max 50,000.00, card/day 100,000.00, terminal/day 5,000,000.00
@@ -101,3 +102,25 @@ def test_check_passes_exactly_when_every_total_fits(amount: int, card: int, term
         assert not fits and exc.excess_minor > 0
     else:
         assert fits
+
+
+def test_default_limits_are_the_cny_ones_in_a_similar_worth_of_each_currency() -> None:
+    assert Limits.for_currency("CNY") == Limits()
+    idr, usd, jpy, kwd = (Limits.for_currency(c) for c in ("IDR", "USD", "JPY", "KWD"))
+    assert idr.max_per_transaction == 100_000_000_00  # 100 million rupiah, not 50,000 (three dollars)
+    assert usd.max_per_transaction == 5_000_00 and jpy.max_per_transaction == 1_000_000
+    assert kwd.max_per_transaction == 2_000_000  # three decimals
+    assert scaled_from_cny(200, "VND") == 500_000  # the offline floor: 720,000 dong, stepped down
+
+
+@pytest.mark.parametrize("code", sorted({c.alpha for c in currencies()}))
+def test_every_currency_gets_usable_ordered_defaults(code: str) -> None:
+    limits = Limits.for_currency(code)
+    assert 1 <= limits.max_per_transaction <= limits.max_per_card_per_day <= limits.max_per_terminal_per_day
+    worth = UNITS_PER_CNY.get(code, 1)
+    # Within a 1-2-5 step of 50,000 yuan's worth (in major units).
+    assert worth * 50_000 / 2.5 <= limits.max_per_transaction / 10 ** _exponent(code) <= worth * 50_000
+
+
+def _exponent(code: str) -> int:
+    return next(c.exponent for c in currencies() if c.alpha == code)

@@ -360,3 +360,12 @@ def test_a_terminal_object_catches_up_with_sales_another_process_made(
         assert reader.journal.verify().ok
     finally:
         reader.close()
+
+
+def test_a_refused_card_still_shows_its_masked_number_and_brand(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    expired = t.sale(100, VISA, "2001")
+    assert expired.status == "refused" and expired.masked_pan == "411111******1111" and expired.brand == "visa"
+    mistyped = t.sale(100, "4111111111111112", EXPIRY)
+    assert mistyped.status == "refused" and "Luhn" in mistyped.reason and mistyped.masked_pan == "411111******1112"
+    assert t.records.list() == []

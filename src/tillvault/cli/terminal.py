@@ -10,6 +10,9 @@ from rich.table import Table
 
 from tillvault.cli.main import state
 from tillvault.cli.output import console, emit_json, guarded
+from tillvault.domain.emvqr import require_valid_qr
+from tillvault.domain.money import parse_amount
+from tillvault.errors import InvalidInput
 from tillvault.terminal.defaults import DEMO_HOST, DEMO_MERCHANT_QR, DEMO_TERMINAL_ID
 from tillvault.terminal.terminal import Terminal
 
@@ -50,11 +53,52 @@ def init(
     licence: Annotated[
         str, typer.Option("--licence", help="Business licence number (China unified social credit code).")
     ] = "",
+    merchant_name: Annotated[
+        str | None, typer.Option("--merchant-name", help="The merchant's name, for a code without tag 59.")
+    ] = None,
+    merchant_city: Annotated[
+        str | None, typer.Option("--merchant-city", help="The merchant's city, for a code without tag 60.")
+    ] = None,
+    mcc: Annotated[
+        str | None, typer.Option("--mcc", help="Merchant category code (4 digits), for a code without tag 52.")
+    ] = None,
+    max_per_transaction: Annotated[
+        str | None, typer.Option("--max-per-transaction", help="Largest sale, e.g. 50000.00 (default: by currency).")
+    ] = None,
+    max_per_card_per_day: Annotated[
+        str | None, typer.Option("--max-per-card-per-day", help="A card's daily total (default: by currency).")
+    ] = None,
+    max_per_terminal_per_day: Annotated[
+        str | None, typer.Option("--max-per-terminal-per-day", help="The daily total (default: by currency).")
+    ] = None,
+    floor_limit: Annotated[
+        str | None, typer.Option("--floor-limit", help="Largest sale approved offline (default: by currency).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a terminal in the data folder: configuration, journal, reserve and key ring."""
+    """Create a terminal in the data folder: configuration, journal, reserve and key ring.
+
+    Limits are amounts in the merchant's currency (from the QR code); left out, they default to
+    figures sized for that currency.
+    """
 
     def run() -> dict[str, Any]:
+        limits: dict[str, int] = {}
+        offline: dict[str, int] = {}
+        given = {
+            "--max-per-transaction": (limits, "max_per_transaction", max_per_transaction),
+            "--max-per-card-per-day": (limits, "max_per_card_per_day", max_per_card_per_day),
+            "--max-per-terminal-per-day": (limits, "max_per_terminal_per_day", max_per_terminal_per_day),
+            "--floor-limit": (offline, "floor_limit", floor_limit),
+        }
+        if any(text is not None for _, _, text in given.values()):
+            currency = require_valid_qr(merchant_qr).currency or ""
+            for option, (target, key, text) in given.items():
+                if text is not None:
+                    try:
+                        target[key] = parse_amount(text, currency)
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"{option}: {exc}") from None
         t = Terminal.init(
             state.data,
             terminal_id=terminal_id,
@@ -67,6 +111,11 @@ def init(
             licence_number=licence,
             archive=archive,
             host_tls_ca=host_ca,
+            merchant_name=merchant_name,
+            merchant_city=merchant_city,
+            mcc=mcc,
+            limits=limits or None,
+            offline=offline or None,
         )
         with t:
             return {

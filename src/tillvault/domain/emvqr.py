@@ -188,6 +188,20 @@ class _Field:
     pos: int  # absolute position of the tag id in the payload (0-based, in characters)
 
 
+#: Invisible characters that reorder displayed text (a name could show as another one's).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in ``text`` (C0, DEL, C1, a surrogate or a bidirectional
+    override), or None. A merchant name reaches receipts, printers and screens: an ESC there
+    is a printer command, an override reverses what the customer reads."""
+    for ch in text:
+        if ch < " " or "\x7f" <= ch <= "\x9f" or ch in _BIDI_CONTROLS or "\ud800" <= ch <= "\udfff":
+            return ch
+    return None
+
+
 def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_Field], bool]:
     """Cut ``text`` into TLV fields. ``where`` is "" at the root or "tag NN" inside a template.
 
@@ -197,31 +211,47 @@ def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_F
     i, n = 0, len(text)
     word = "sub-tag" if where else "tag"
     head = f"{where}: " if where else ""
+
+    def fail(message: str) -> tuple[list[_Field], bool]:
+        if not where and fields and fields[-1].tag == "63":  # not a field: text after the CRC
+            message = (
+                f"tag 63: {n - i} character(s) after the CRC field, from position {base + i} "
+                f"({text[i : i + 12]!r}): the CRC must end the payload"
+            )
+        errors.append(message)
+        return fields, False
+
     while i < n:
         pos = base + i
         if n - i < 4:
-            errors.append(
+            return fail(
                 f"{head}truncated at position {pos}: {n - i} character(s) left, "
-                f"a {word} needs at least 4 (2-digit id and 2-digit length)"
+                f"a {word} needs at least 4 (2-digit id and 2-digit length){_suspect(fields)}"
             )
-            return fields, False
         tag, length = text[i : i + 2], text[i + 2 : i + 4]
         if not (tag.isascii() and tag.isdigit()):
-            errors.append(f"{head}position {pos}: {word} id {tag!r} is not two digits")
-            return fields, False
+            return fail(f"{head}position {pos}: {word} id {tag!r} is not two digits{_suspect(fields)}")
         if not (length.isascii() and length.isdigit()):
-            errors.append(f"{head}position {pos}: {word} {tag} has length {length!r}, which is not two digits")
-            return fields, False
+            return fail(
+                f"{head}position {pos}: {word} {tag} has length {length!r}, which is not two digits{_suspect(fields)}"
+            )
         size, left = int(length), n - i - 4
         if size > left:
-            errors.append(
+            return fail(
                 f"{head}truncated at position {pos}: {word} {tag} declares length {size} "
-                f"but {left} character{'s' if left != 1 else ''} remain"
+                f"but {left} character{'s' if left != 1 else ''} remain{_suspect(fields)}"
             )
-            return fields, False
         fields.append(_Field(tag, text[i + 4 : i + 4 + size], pos))
         i += 4 + size
     return fields, True
+
+
+def _suspect(fields: list[_Field]) -> str:
+    """Where a cut-short payload most likely went wrong: the length of the field read last."""
+    if not fields:
+        return ""
+    last = fields[-1]
+    return f" (a wrong length earlier? tag {last.tag} at position {last.pos} declared {len(last.value)})"
 
 
 def _template(outer: _Field, errors: list[str], warnings: list[str]) -> dict[str, str]:
@@ -333,6 +363,12 @@ def _check_crc(text: str, fields: list[_Field], complete: bool, seen: dict[str, 
             res.crc_ok = tail.group(1).upper() == expected
             if not res.crc_ok:
                 res.errors.append(f"tag 63: CRC is {tail.group(1).upper()}, expected {expected}")
+        elif complete and tail and fields:
+            last = fields[-1]  # the CRC field was swallowed by the field before it
+            res.errors.append(
+                f"tag {last.tag}: declared length {len(last.value)} at position {last.pos} runs to the end of "
+                f"the payload, taking in the CRC field 6304{tail.group(1)} (the length is wrong)"
+            )
         elif complete:
             res.errors.append("tag 63: missing (the payload must end with the CRC field 6304XXXX)")
         return
@@ -505,6 +541,10 @@ def _parse_payload(payload: str, res: QRParseResult) -> None:
             continue
         seen[f.tag] = f
         res.tags[f.tag] = f.value
+        bad = control_character(f.value)
+        if bad is not None:
+            where = f.pos + 4 + f.value.index(bad)
+            res.errors.append(f"tag {f.tag}: control character U+{ord(bad):04X} at position {where} (not text)")
     _check_crc(payload, fields, complete, seen, res)
     if fields:
         _check_root_order(fields, seen, res)

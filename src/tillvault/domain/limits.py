@@ -14,7 +14,35 @@ from typing import Any
 from tillvault.domain.money import currency_info, format_amount
 from tillvault.errors import InvalidInput, LimitExceeded
 
-__all__ = ["Limits", "check_limits"]
+__all__ = ["Limits", "check_limits", "scaled_from_cny"]
+
+#: Rough units of a currency per Chinese yuan (late 2026), used only to give a new terminal
+#: default limits of the same order of magnitude as the CNY defaults wherever it is: an
+#: Indonesian shop's 50,000.00 IDR is about 3 US dollars, not 7,000. Results are rounded to a
+#: 1-2-5 step, and a merchant sets real limits at ``tillvault init``. Unlisted currencies keep
+#: the CNY figures.
+UNITS_PER_CNY: dict[str, float] = {
+    "CNY": 1, "HKD": 1.1, "MOP": 1.1, "TWD": 4.5, "JPY": 21, "KRW": 190, "MNT": 480,
+    "SGD": 0.18, "MYR": 0.6, "THB": 4.6, "IDR": 2300, "VND": 3600, "PHP": 8, "KHR": 560,
+    "LAK": 3000, "MMK": 290, "BND": 0.18, "INR": 12, "PKR": 39, "BDT": 17, "LKR": 42,
+    "NPR": 19, "USD": 0.14, "CAD": 0.19, "MXN": 2.6, "BRL": 0.75, "ARS": 140, "CLP": 130,
+    "COP": 560, "PEN": 0.52, "EUR": 0.13, "GBP": 0.11, "CHF": 0.12, "SEK": 1.4, "NOK": 1.5,
+    "DKK": 0.97, "PLN": 0.55, "CZK": 3.2, "HUF": 50, "RUB": 11, "TRY": 5.5, "UAH": 5.8,
+    "KZT": 70, "UZS": 1750, "AED": 0.51, "SAR": 0.52, "QAR": 0.51, "KWD": 0.043, "BHD": 0.052,
+    "OMR": 0.054, "ILS": 0.5, "EGP": 6.8, "NGN": 210, "KES": 18, "ZAR": 2.5, "GHS": 2.1,
+    "AUD": 0.21, "NZD": 0.24, "XOF": 80, "XAF": 80,
+}  # fmt: skip
+
+
+def scaled_from_cny(cny_major: int, currency: str) -> int:
+    """``cny_major`` yuan expressed in minor units of ``currency``, rounded to a 1-2-5 step (>= 1 unit)."""
+    info = currency_info(currency)
+    major = cny_major * UNITS_PER_CNY.get(info.alpha, 1)
+    step = 1.0
+    while step * 10 <= major:
+        step *= 10
+    nice = max((m * step for m in (1, 2, 5) if m * step <= major), default=1.0)
+    return max(1, round(nice)) * 10**info.exponent
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,17 @@ class Limits:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (amounts in minor units)."""
         return asdict(self)
+
+    @classmethod
+    def for_currency(cls, currency: str) -> Limits:
+        """The default limits sized for ``currency`` (see :data:`UNITS_PER_CNY`): the CNY defaults'
+        50,000 / 100,000 / 5,000,000 yuan, in a similar worth of that currency."""
+        return cls(
+            max_per_transaction=scaled_from_cny(50_000, currency),
+            max_per_card_per_day=scaled_from_cny(100_000, currency),
+            max_per_terminal_per_day=scaled_from_cny(5_000_000, currency),
+            currency=currency,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:

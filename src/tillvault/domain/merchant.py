@@ -16,7 +16,7 @@ from typing import Any
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import uscc
 
-from tillvault.domain.emvqr import MerchantAccount, QRParseResult
+from tillvault.domain.emvqr import MerchantAccount, QRParseResult, control_character
 from tillvault.domain.money import currency_info
 from tillvault.errors import InvalidInput, QRCodeInvalid
 
@@ -99,10 +99,16 @@ class Merchant:
             )
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInput("merchant name is required")
-        if len(self.name) > 25:
-            raise InvalidInput(f"merchant name has {len(self.name)} characters; at most 25 (EMV QR tag 59)")
-        if not isinstance(self.city, str) or len(self.city) > 15:
-            raise InvalidInput(f"merchant city {self.city!r} must be text of at most 15 characters")
+        # EMVCo allows 25 and 15 characters, but codes in the field carry longer ones (the parser
+        # warns): a terminal takes what a QR field can hold, and building a code enforces EMVCo.
+        if len(self.name) > 99:
+            raise InvalidInput(f"merchant name has {len(self.name)} characters; at most 99 (a QR field)")
+        if not isinstance(self.city, str) or len(self.city) > 99:
+            raise InvalidInput(f"merchant city {self.city!r} must be text of at most 99 characters")
+        for label, text in (("merchant name", self.name), ("merchant city", self.city)):
+            bad = control_character(text)
+            if bad is not None:
+                raise InvalidInput(f"{label} {text!r} contains the control character U+{ord(bad):04X}")
         if not isinstance(self.country, str) or not re.fullmatch(r"[A-Z]{2}", self.country):
             raise InvalidInput(f"country {self.country!r} must be 2 capital letters (ISO 3166-1 alpha-2)")
         if not isinstance(self.mcc, str) or not re.fullmatch(r"[0-9]{4}", self.mcc):
@@ -124,6 +130,7 @@ class Merchant:
         licence_number: str = "",
         mcc: str | None = None,
         name: str | None = None,
+        city: str | None = None,
     ) -> Merchant:
         """Make a merchant from a parsed QR code (see :func:`tillvault.domain.emvqr.parse_qr`).
 
@@ -145,7 +152,7 @@ class Merchant:
             )
         name = name or result.merchant_name
         if not name:
-            raise InvalidInput("the merchant QR code has no merchant name (tag 59); give the name")
+            raise InvalidInput("the merchant QR code has no merchant name (tag 59); give it (--merchant-name)")
         if merchant_id is None:
             first = result.accounts[0]
             candidates = [c.strip() for c in first.merchant_id_candidates()]
@@ -157,7 +164,7 @@ class Merchant:
             merchant_id=merchant_id,
             terminal_id=terminal_id,
             name=name,
-            city=result.merchant_city or "",
+            city=city or result.merchant_city or "",
             country=result.country or "",
             mcc=mcc or result.mcc or UNKNOWN_MCC,
             currency=result.currency or "",

@@ -24,6 +24,13 @@ class OfflinePolicy:
     #: Advices not delivered after this many hours are flagged to the merchant.
     max_age_hours: int = 72
 
+    @classmethod
+    def for_currency(cls, currency: str) -> OfflinePolicy:
+        """The defaults (200 and 10,000 yuan) in a similar worth of ``currency``."""
+        from tillvault.domain.limits import scaled_from_cny
+
+        return cls(floor_limit=scaled_from_cny(200, currency), max_amount=scaled_from_cny(10_000, currency))
+
 
 @dataclass
 class TerminalConfig:

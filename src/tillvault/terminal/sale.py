@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tillvault.domain import iso8583 as iso
-from tillvault.domain.cards import card_token, normalize_pan, require_valid_card
+from tillvault.domain.cards import card_token, check_card, normalize_pan, require_valid_card
 from tillvault.domain.limits import check_limits
 from tillvault.domain.money import currency_info, format_amount
 from tillvault.errors import (
@@ -294,6 +294,8 @@ class SaleFlow:
         except CardRejected as exc:
             result.reason = str(exc)
             result.extra["errors"] = exc.errors
+            seen = check_card(pan, expiry, today=t.now().date())  # masked and brand, when the PAN could be read
+            result.masked_pan, result.brand = seen.masked or None, seen.brand
             return result
         result.masked_pan, result.brand = card.masked, card.brand
         pan = normalize_pan(pan)
@@ -451,7 +453,7 @@ class SaleFlow:
             rrn=reply.get("37"),
             auth_code=reply.get("38"),
             response_code=code,
-            reason="approved" if approved else f"declined by the issuer: {code} {iso.response_text(code)}",
+            reason="approved" if approved else f"declined by the issuer: {iso.response_text(code)}",
             extra=extra,
             also=side_effects,
         )

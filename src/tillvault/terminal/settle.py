@@ -188,7 +188,7 @@ def settle(t: Terminal) -> SettlementReport:
     balanced = code == "00"
     if code not in ("00", "95"):
         raise SettlementError(
-            f"the host refused the settlement: {code} {iso.response_text(code)}; the batch stays open, nothing was lost"
+            f"the host refused the settlement: {iso.response_text(code)}; the batch stays open, nothing was lost"
         )
     report = SettlementReport(
         ok=balanced,

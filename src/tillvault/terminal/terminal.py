@@ -58,7 +58,7 @@ class Terminal:
         self.clock = clock
         self._ms_of: tuple[datetime | None, int] = (None, 0)
         self.merchant = Merchant.from_dict(config.merchant)
-        self.limits = Limits.from_dict(config.limits) if config.limits else Limits(currency=self.merchant.currency)
+        self.limits = Limits.from_dict(config.limits) if config.limits else Limits.for_currency(self.merchant.currency)
         self.offline = OfflinePolicy(**config.offline)
         from tillvault.terminal.devices import DeviceSet, choose_primary
 
@@ -102,6 +102,9 @@ class Terminal:
         merchant_id: str | None = None,
         licence_number: str = "",
         address: str = "",
+        merchant_name: str | None = None,
+        merchant_city: str | None = None,
+        mcc: str | None = None,
         space: dict[str, Any] | None = None,
         limits: dict[str, Any] | None = None,
         offline: dict[str, Any] | None = None,
@@ -122,7 +125,14 @@ class Terminal:
         _check_address(host)
         qr = require_valid_qr(merchant_qr)
         merchant = Merchant.from_qr(
-            qr, terminal_id=terminal_id, merchant_id=merchant_id, address=address, licence_number=licence_number
+            qr,
+            terminal_id=terminal_id,
+            merchant_id=merchant_id,
+            address=address,
+            licence_number=licence_number,
+            name=merchant_name,
+            city=merchant_city,
+            mcc=mcc,
         )
         policy = SpacePolicy.from_dict(space or {})
         if capacity is not None:
@@ -147,8 +157,8 @@ class Terminal:
             host=host,
             keyring=str(ring_path.resolve()),
             space=policy.to_dict(),
-            limits=(limits or Limits(currency=merchant.currency).to_dict()),
-            offline={**OfflinePolicy().__dict__, **(offline or {})},
+            limits={**Limits.for_currency(merchant.currency).to_dict(), **(limits or {})},
+            offline={**OfflinePolicy.for_currency(merchant.currency).__dict__, **(offline or {})},
             device_b=str(device_b) if device_b else None,
             archive=str(archive) if archive else None,
             retention=RetentionPolicy.from_dict(retention).to_dict(),
