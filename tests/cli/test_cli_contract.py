@@ -106,6 +106,7 @@ def test_tx_list_includes_settled_and_sealed_transactions(tmp_path: Path, host: 
     assert [r["batch"] for r in rows] == [2, 1, 1]
     _, st, _ = tv("status", "--json", data=data)
     assert st["sealed_transactions"] == 2
+    assert st["transactions"] == 3 and st["hot_transactions"] == 1  # all it holds, as tx list shows
 
 
 def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host: HostProcess, tmpfs) -> None:  # type: ignore[no-untyped-def]
@@ -203,3 +204,15 @@ def test_init_takes_what_the_code_lacks_and_sizes_limits_for_the_currency(tmp_pa
         ok=(2,),
     )  # fmt: skip
     assert "--floor-limit" in err
+
+
+def test_the_card_number_can_come_on_stdin_and_the_data_folder_is_private(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "till"
+    tv("init", "--terminal-id", "TVCLI010", "--host", host.address, "--json", data=data)
+    assert (data.stat().st_mode & 0o777) == 0o700  # journal, WAL and segments readable by the owner only
+    cmd = [*TV, "--data", str(data), "sale", "--amount", "3.00", "--pan", "-", "--expiry", "3012", "--json"]
+    proc = subprocess.run(cmd, input="4111 1111 1111 1111\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["masked_pan"] == "411111******1111"
+    proc = subprocess.run(cmd, input="", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no card number on standard input" in proc.stdout + proc.stderr

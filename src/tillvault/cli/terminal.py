@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -255,7 +256,27 @@ def _print_tx(out: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-PanOpt = Annotated[str, typer.Option("--pan", help="Card number (never stored or printed in clear).")]
+PanOpt = Annotated[
+    str,
+    typer.Option(
+        "--pan", help="Card number (never stored or printed in clear); '-' reads it from standard input, out of ps."
+    ),
+]
+
+
+def _pan(value: str) -> str:
+    """The card number given, or with ``-`` the first line of standard input (kept out of ``ps`` and history).
+
+    :raises InvalidInput: ``-`` and nothing on standard input.
+    """
+    if value != "-":
+        return value
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise InvalidInput("--pan -: no card number on standard input")
+    return line
+
+
 ExpiryOpt = Annotated[str | None, typer.Option("--expiry", help="Card expiry YYMM.")]
 AmountOpt = Annotated[str, typer.Option("--amount", help="Amount in the merchant's currency, e.g. 12.34.")]
 EntryOpt = Annotated[str, typer.Option("--entry", help="Entry mode: chip, contactless, swipe, keyed, qr.")]
@@ -286,7 +307,7 @@ def sale(
         with Terminal.open(state.data, exclusive=True) as t:
             return t.sale(
                 _money(amount, t),
-                pan,
+                _pan(pan),
                 expiry,
                 entry_mode=entry,
                 operator_id=operator,
@@ -316,7 +337,7 @@ def refund(
         with Terminal.open(state.data, exclusive=True) as t:
             return t.refund(
                 _money(amount, t),
-                pan,
+                _pan(pan),
                 expiry,
                 original_invoice=original_invoice,
                 entry_mode=entry,

@@ -643,9 +643,17 @@ class SaleFlow:
             f"RRN {tx['rrn'] or '-'}  AUTH {tx['auth_code'] or '-'}",
             label,
         ]
-        if tx.get("reason") and tx["status"] not in ("approved",):
-            lines.append(tx["reason"][:120])
+        if tx.get("reason") and tx["status"] not in ("approved", "offline_approved"):
+            lines.append(_shorten(tx["reason"], 120))
         return "\n".join(lines)
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters (an ellipsis marks the cut)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0].rstrip(" ,;:(")
+    return cut + "…"
 
 
 def _without_pan(request: dict[str, str]) -> dict[str, str]:

@@ -148,6 +148,9 @@ class Terminal:
             )
         term_uuid = str(uuid.uuid4())
         ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
+        if not data_dir.exists():
+            # The journal holds masked numbers, tokens and encrypted fields: no one else reads it.
+            data_dir.mkdir(parents=True, mode=0o700)
         data_dir.mkdir(parents=True, exist_ok=True)
         KeyRing.create(ring_path, data_dir=data_dir)
         config = TerminalConfig(
@@ -632,7 +635,7 @@ class Terminal:
             "forecast": fc.reason or fc.method,
             "open_batch": self.records.current_batch(),
             "open_batch_count": self.records.open_batch_count(),
-            "transactions": sum(counts.values()),
+            "hot_transactions": sum(counts.values()),
             "counts": counts,
             "pending_intents": counts.get("pending", 0),
             "outbox_pending": self.records.outbox_count(),
@@ -642,6 +645,12 @@ class Terminal:
             "devices": self.devices.status(),
             "alerts": self.devices.alerts(),
         }
+        # Every transaction the terminal holds: the sealed segments' (local or not) and the hot rows not
+        # sealed yet (a sealed batch's rows linger when the purge after sealing could not run).
+        unsealed = self.journal.conn.execute(
+            "SELECT count(*) FROM transactions WHERE batch NOT IN (SELECT batch FROM segments)"
+        ).fetchone()[0]
+        out["transactions"] = int(unsealed) + out["sealed_transactions"]
         out["message"], out["message_zh"] = messages(out["pressure"], "A", out)
         return out
 
