@@ -228,9 +228,11 @@ class Terminal:
                     ) from None
                 time.sleep(0.05)
         self._lock_fd = fd
-        # Another process may have sold or settled while this one waited or only read.
-        self.journal.refresh()
         self.devices.attach(may_resilver=True)
+        # Another process may have sold or settled while this one waited or only read (every write
+        # checks again, so a journal that cannot be read now is the write's to report).
+        with contextlib.suppress(TillVaultError):
+            self.journal.refresh()
 
     def _ensure_writer(self) -> None:
         """Money-moving work runs with the terminal's lock held (taken here if a reader calls it)."""
