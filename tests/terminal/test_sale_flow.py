@@ -369,3 +369,13 @@ def test_a_refused_card_still_shows_its_masked_number_and_brand(make_terminal: C
     mistyped = t.sale(100, "4111111111111112", EXPIRY)
     assert mistyped.status == "refused" and "Luhn" in mistyped.reason and mistyped.masked_pan == "411111******1112"
     assert t.records.list() == []
+
+
+def test_a_sale_without_the_card_expiry_is_refused_before_anything_is_written(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal()
+    for entry in ("chip", "keyed", "swipe"):
+        r = t.sale(100, VISA, None, entry_mode=entry)
+        assert r.status == "refused" and "expiry" in r.reason and r.masked_pan == "411111******1111"
+    assert t.records.list() == []

@@ -289,6 +289,12 @@ class SaleFlow:
         if entry_mode not in ENTRY_MODES:
             raise InvalidInput(f"entry mode {entry_mode!r} is not one of {', '.join(ENTRY_MODES)}")
         # 1. Card checks (brand by IIN, length, Luhn except UnionPay, expiry).
+        if kind == "sale" and not expiry and entry_mode != "qr":
+            seen = check_card(pan)
+            result.masked_pan, result.brand = seen.masked or None, seen.brand
+            result.reason = f"card expiry (YYMM) is required for a {entry_mode} sale: it is one of the card checks"
+            result.extra["errors"] = [result.reason]
+            return result
         try:
             card = require_valid_card(pan, expiry, today=t.now().date())
         except CardRejected as exc:
