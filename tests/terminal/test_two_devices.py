@@ -9,6 +9,9 @@ from pathlib import Path
 from tillvault.domain.cards import luhn_check_digit
 from tillvault.host.process import HostProcess
 from tillvault.store.archive import file_sha256
+from tillvault.store.journal import Journal
+from tillvault.store.records import Records
+from tillvault.store.space import BALLAST_NAME
 from tillvault.terminal.defaults import DEMO_MERCHANT_QR
 from tillvault.terminal.terminal import Terminal
 
@@ -138,6 +141,9 @@ def test_device_a_failing_fails_over_to_b(ext4_factory, tmpfs_factory, host: Hos
         assert t.journal.device == "B"
         assert all(t.records.get(i)["status"] == "approved" for i in first + more)
         assert t.journal.verify().ok
+        t.space.ensure_ballast()  # the survivor keeps its own emergency ballast
+        assert t.space.ballast_path() == b.path / "till" / BALLAST_NAME and t.space.ballast_path().exists()
+        assert t.space.status().ballast_bytes == t.space.ballast_path().stat().st_size
         t.close()
         # The failover is durable: reopened (A readable again or not), B is the primary with every sale.
         a.unmount()
@@ -185,3 +191,27 @@ def test_scrub_repairs_a_corrupt_journal_and_segment_on_one_device(
         assert t.scrub()["ok"] and t.scrub()["problems"] == []
     finally:
         t.close()
+
+
+def test_a_terminal_catching_up_with_another_process_re_checks_its_mirror(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV07")
+    _sell(t, 2)
+    t.close()
+    reader = Terminal.open(a.path / "data")  # has device B open as its mirror, in step
+    try:
+        assert reader.journal.mirror is not None
+        with Terminal.open(a.path / "data", exclusive=True) as other:
+            other.devices.release_mirror()  # this process writes A alone (B unavailable to it)
+            _sell(other, 1, start=2)
+        late = reader.sale(300, PANS[3], "3012")  # takes the lock: catches up, re-checks B, re-copies it
+        assert late.status == "approved" and late.invoice == 4
+        assert reader.devices.b_journal is not None and reader.devices.b_journal.tip == reader.journal.tip
+    finally:
+        reader.close()
+    mirror = Journal(b.path / "till" / "journal.db", device="B").open()
+    try:
+        assert mirror.verify().ok
+        assert sorted(r["invoice"] for r in Records(mirror, "TV2DEV07").list()) == [1, 2, 3, 4]
+    finally:
+        mirror.close()

@@ -283,7 +283,11 @@ class Journal:
             self.persistent_wal = persist_wal(conn, self.path)
             schema.migrate(conn)
             self._conn = conn
+            reconnect = self._data_version is not None
             self._load_tip()
+            if reconnect:  # what was cached before the connection dropped may be stale
+                for hook in self.on_external_change:
+                    hook()
         except sqlite3.Error as exc:
             raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
         return conn
@@ -291,11 +295,14 @@ class Journal:
     def _load_tip(self) -> None:
         conn = self._conn
         assert conn is not None
+        # The version first: a commit landing between the two reads then shows as a change at the
+        # next catch-up, instead of a new version recorded beside the old tip.
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         row = conn.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         if row is None:
             row = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
         self._tip_seq, self._tip_chain = int(row[0]), bytes(row[1])
-        self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        self._data_version = version
 
     def _catch_up(self, conn: sqlite3.Connection) -> bool:
         """Reload the chain's tip if another connection committed since this one last looked.
@@ -309,6 +316,12 @@ class Journal:
         self._load_tip()
         for hook in self.on_external_change:
             hook()
+        if self.mirror is not None and self.on_mirror_failure is not None:
+            # The other process wrote (perhaps without this mirror): the mirror may lack its
+            # writes, so it is re-checked against this tip and re-copied before it counts again.
+            mirror, self.mirror = self.mirror, None
+            mirror._drop_connection()
+            self.on_mirror_failure(mirror.device, f"storage device {mirror.device} is behind: another process wrote")
         return True
 
     def refresh(self) -> bool:

@@ -138,7 +138,6 @@ class SpaceManager:
         open_batch_count: Callable[[], int] = lambda: 0,
     ) -> None:
         self.root = Path(root)
-        self._ballast = str(self.root / BALLAST_NAME)  # stat'ed at every admission
         self.journal = journal
         journal.on_external_change.append(self.forget_sizes)  # another process sealed or cleaned
         self.policy = policy
@@ -202,6 +201,16 @@ class SpaceManager:
     def reserve_bytes(self) -> int:
         """The settlement reserve now: base plus a share per open-batch transaction."""
         return self.policy.reserve_base_bytes + self.policy.settle_share_bytes * max(0, self._open_batch_count())
+
+    @property
+    def root(self) -> Path:
+        """The device folder measured (changes when the terminal fails over to device B)."""
+        return self._root
+
+    @root.setter
+    def root(self, value: Path) -> None:
+        self._root = Path(value)
+        self._ballast = str(self._root / BALLAST_NAME)  # stat'ed at every admission
 
     def ballast_path(self) -> Path:
         """Path of the ballast file."""

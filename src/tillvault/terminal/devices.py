@@ -190,6 +190,17 @@ class DeviceSet:
                 if journal.free_page_bytes() < low:
                     journal.grow_free_pages(target)
 
+    def release_mirror(self) -> None:
+        """Stop mirroring without calling the device faulty, so :meth:`attach` checks it afresh
+        (another process wrote: the mirror may lack what it wrote, or was re-copied under it)."""
+        journal = self.secondary_journal
+        self.t.journal.mirror = None
+        self.t.tiers.mirror_folder = None
+        self.secondary_journal = None
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.close()
+
     # -- failures ----------------------------------------------------------------------------
     def _mirror_failed(self, device: str, reason: str) -> None:
         self.t.journal.mirror = None
@@ -314,6 +325,8 @@ class DeviceSet:
 
 def _state_of(reason: str) -> str:
     text = reason.lower()
+    if "is behind" in text:
+        return "stale"
     if "full" in text or "no space" in text:
         return "full"
     if "gone" in text or "unmounted" in text or "no such file" in text:

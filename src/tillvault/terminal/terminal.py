@@ -228,11 +228,15 @@ class Terminal:
                     ) from None
                 time.sleep(0.05)
         self._lock_fd = fd
-        self.devices.attach(may_resilver=True)
-        # Another process may have sold or settled while this one waited or only read (every write
-        # checks again, so a journal that cannot be read now is the write's to report).
+        # Another process may have sold or settled while this one waited or only read: catch up
+        # first, so the mirror is checked against the real tip (every write checks again, so a
+        # journal that cannot be read now is the write's to report, and failover still happens).
+        changed = False
         with contextlib.suppress(TillVaultError):
-            self.journal.refresh()
+            changed = self.journal.refresh()
+        if changed:
+            self.devices.release_mirror()  # it may lack the other process's writes: re-check it
+        self.devices.attach(may_resilver=True)
 
     def _ensure_writer(self) -> None:
         """Money-moving work runs with the terminal's lock held (taken here if a reader calls it)."""
