@@ -234,3 +234,33 @@ def test_refund_bounds_limits_and_retries_still_hold_after_the_batch_is_sealed(
     assert over.status == "refused" and "per-card daily limit" in over.reason
     retry = t.sale(10_000, VISA, EXPIRY, idem_key="ecr-1")
     assert retry.invoice == sale.invoice and retry.status == "approved"
+
+
+def test_on_a_disk_filled_by_something_else_the_released_ballast_is_not_taken_back(
+    tmpfs,
+    host: HostProcess,  # type: ignore[no-untyped-def]
+) -> None:
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    t = Terminal.init(tmpfs.path / "data", terminal_id="TVFULL02", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    try:
+        _sell(t, [1000 + i for i in range(4)], pan=UNIONPAY)
+        ballast = t.space.status().ballast_bytes
+        assert ballast > 0
+        tmpfs.fill()  # another program takes every free byte
+        report = t.relieve_pressure()
+        assert any(a.startswith("released the ballast") for a in report.actions), report.actions
+        assert t.space.status().ballast_bytes == 0, "the ladder released the ballast, then rebuilt it"
+        # The released bytes carry sales: more than the reserve-only terminal could take.
+        approved = 0
+        for _ in range(400):
+            r = t.sale(50, UNIONPAY, EXPIRY)
+            if r.status != "approved":
+                assert r.status == "refused" and "full" in r.reason
+                break
+            approved += 1
+        assert approved * t.space.policy.sale_life_bytes >= ballast // 2
+        assert t.space.status().ballast_bytes == 0
+        assert t.settle().balanced  # and the day still closes
+    finally:
+        t.close()

@@ -352,6 +352,15 @@ class SpaceManager:
             pass  # a partial ballast is still ballast; a full disk is the ladder's business
         return self._ballast_size()
 
+    def ballast_would_fit(self) -> bool:
+        """True when rebuilding the ballast would still leave the pressure at ``normal`` or ``watch``:
+        space really came back. (Right after a release the freed bytes themselves look like room;
+        rebuilding then would take back exactly the space the sales were given.)"""
+        st = self.status()
+        missing = max(0, self.policy.ballast_bytes - st.ballast_bytes)
+        level = self._level(st.capacity_bytes, st.free_bytes - missing, st.available_for_sales_bytes - missing)
+        return level in ("normal", "watch")
+
     def release_ballast(self) -> int:
         """Delete the ballast (critical level only); returns the bytes released."""
         self.forget_sizes()

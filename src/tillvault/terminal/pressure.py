@@ -162,6 +162,6 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
     report.level_after = after["pressure"]
     report.freed_bytes = max(0, used_before - t.space.status().used_bytes)
     report.message, report.message_zh = messages(report.level_after, t.space.device, after)
-    if rank(report.level_after) < rank("critical"):
+    if rank(report.level_after) < rank("critical") and t.space.ballast_would_fit():
         t.space.ensure_ballast()  # space came back: rebuild the emergency margin
     return report
