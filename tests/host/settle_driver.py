@@ -37,9 +37,9 @@ class Driver:
         """A 0200 sale (default card VISA, TERMINAL, MERCHANT, batch 1)."""
         return self.send(iso.sale_request(**card(amount=amount, **overrides)))
 
-    def refund(self, amount: int, **overrides: Any) -> dict[str, str]:
-        """A 0200 refund."""
-        return self.send(iso.refund_request(**card(amount=amount, **overrides)))
+    def refund(self, amount: int, *, original_rrn: str | None = None, **overrides: Any) -> dict[str, str]:
+        """A 0200 refund (of the sale with ``original_rrn``, when given)."""
+        return self.send(iso.refund_request(original_rrn=original_rrn, **card(amount=amount, **overrides)))
 
     def advice(self, amount: int, **overrides: Any) -> dict[str, str]:
         """A 0220 advice of an offline sale."""

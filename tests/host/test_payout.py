@@ -243,8 +243,8 @@ def test_refunds_beyond_sales_are_collected_from_the_merchant(host: Driver) -> N
 
 def test_refunds_return_their_fee_when_the_schedule_says_so(host: Driver) -> None:
     set_fee_schedule(host.ledger, FeeSchedule(SCHEDULE.rules, refunds_return_fee=True))
-    host.sale(10_000)
-    host.refund(10_000)
+    sale = host.sale(10_000)
+    host.refund(10_000, original_rrn=sale["37"])
     host.settle()
     [statement] = host.payout(FRIDAY)["merchants"]
     assert statement["fees"] == [
@@ -253,6 +253,24 @@ def test_refunds_return_their_fee_when_the_schedule_says_so(host: Driver) -> Non
     ]
     assert statement["net"] == 0 and statement["action"] == "nothing"
     assert [t["amount"] for t in transfers_of(host, "fee_returned")] == [60]
+    host.assert_books_balance()
+
+
+def test_refunds_never_return_more_fee_than_their_sale_paid(host: Driver) -> None:
+    set_fee_schedule(host.ledger, FeeSchedule(SCHEDULE.rules, refunds_return_fee=True))
+    sale = host.sale(1_000)  # fee 6
+    for _ in range(11):  # 924 in all, each "returning" 0.504 -> 1 if priced alone
+        host.refund(84, original_rrn=sale["37"])
+    host.refund(1_000)  # names no sale: no fee was paid for it, none comes back
+    host.settle()
+    [statement] = host.payout(FRIDAY)["merchants"]
+    fees = {f["name"]: f["amount"] for f in statement["fees"]}
+    assert fees == {"MDR 0.60%": 6, "MDR 0.60% returned": -6}
+    assert statement["net"] == 1_000 - 11 * 84 - 1_000
+    # A later batch's refund of the same sale finds nothing left to return.
+    host.refund(50, original_rrn=sale["37"], batch=2)
+    host.settle(2)
+    assert sum(r.fee or 0 for r in host.ledger.authorizations() if r.batch == 2) == 0
     host.assert_books_balance()
 
 

@@ -12,7 +12,8 @@ of its transactions' fees, so totals are sums of their parts exactly.
 
 Refunds: by default a refund neither pays nor returns a fee (the sale's fee stands; common
 acquirer practice). With ``refunds_return_fee`` the refund returns ``fee(refund amount)`` under
-the same rule, as a negative line named ``"<rule name> returned"``.
+the same rule, as a negative line named ``"<rule name> returned"``; settlement caps what the
+refunds of one sale return at that sale's fee (:func:`tillvault.host.settlement.settle_batch`).
 
 Rates are parts per million (``rate_ppm``: 0.60% = 6000 ppm), exact for any rate with at most
 four decimals of a percent.

@@ -231,7 +231,22 @@ class MessageProcessor:
             kind = "sale" if proc == iso.PROC_SALE else "refund"
             transfer = self._move(proc, account.id, request, kind, activation=activation)
             response = self._answer(request, "00", rrn=rrn, auth_code=self.ledger.new_auth_code())
-            return self._record(request, response, "approved", card=card, transfer_id=transfer)
+            original = self._refunded_sale(request, token) if proc == iso.PROC_REFUND else None
+            return self._record(request, response, "approved", card=card, transfer_id=transfer, original_id=original)
+
+    def _refunded_sale(self, request: Mapping[str, str], token: str) -> int | None:
+        """The id of the sale a refund names (field 37: its RRN), when it is a sale of the same card.
+
+        Informational for the money (a refund stands on its own), but it bounds the fee a refund
+        may return: never more than that sale paid.
+        """
+        rrn = request.get("37")
+        if not rrn:
+            return None
+        sale = self.ledger.find_by_rrn(request["41"], rrn)
+        if sale is None or sale.proc_code != iso.PROC_SALE or sale.card_token != token:
+            return None
+        return sale.id
 
     def _card_decision(self, request: Mapping[str, str]) -> tuple[str | None, str | None]:
         """(decline code, reason) from the checks that need no account; (None, None) to go on."""

@@ -64,6 +64,25 @@ class SettledBatch:
     fees: int
 
 
+def _fee_left(ledger: HostLedger, sale_id: int | None, fee_of: dict[int, int]) -> int:
+    """What refunds may still return of a sale's fee: its fee less what earlier refunds returned.
+
+    A refund naming no sale (or one not found) returns nothing: no fee was paid for it here.
+    ``fee_of`` holds the figures this settlement already priced (the sale may be in this batch).
+    """
+    if sale_id is None:
+        return 0
+    if sale_id not in fee_of:
+        row = ledger.rows(
+            "SELECT coalesce((SELECT fee FROM authorizations WHERE id = ?), 0)"
+            " + coalesce((SELECT sum(fee) FROM authorizations WHERE original_id = ? AND proc_code = ?"
+            " AND fee IS NOT NULL), 0) AS left",
+            (sale_id, sale_id, PROC_REFUND),
+        )
+        fee_of[sale_id] = int(row[0]["left"]) if row else 0
+    return max(0, fee_of[sale_id])
+
+
 def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: str, today: date) -> SettledBatch:
     """Mark the live, unsettled sales and refunds of the batch settled and price their fees.
 
@@ -75,7 +94,7 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
         business = open_business_date(ledger, today)
         marks = ",".join("?" * len(LIVE_STATUSES))
         rows = ledger.rows(
-            "SELECT a.id, a.proc_code, a.amount, a.masked_pan, a.merchant_id, c.card_type"
+            "SELECT a.id, a.proc_code, a.amount, a.masked_pan, a.merchant_id, a.original_id, c.card_type"
             " FROM authorizations a LEFT JOIN accounts c"
             " ON c.kind = 'cardholder' AND c.key = a.card_token AND c.currency = a.currency"
             " WHERE a.terminal_id = ? AND a.batch = ? AND a.currency = ? AND a.proc_code IN (?, ?)"
@@ -87,6 +106,7 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
         total = 0
         day = business.isoformat()
         marked: list[tuple[str, int, str | None, int]] = []
+        fee_of: dict[int, int] = {}  # a sale's fee still returnable, as priced in this batch
         for row in rows:
             merchant = (row["merchant_id"] or "").strip()
             if merchant not in schedules:
@@ -94,8 +114,14 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
             card_type = row["card_type"] or rule.card_type(row["masked_pan"])
             kind = "sale" if row["proc_code"] == PROC_SALE else "refund"
             charge = schedules[merchant].charge(kind, row["amount"], card_type, brand_of(row["masked_pan"]))
-            total += charge.amount
-            marked.append((day, charge.amount, charge.name, row["id"]))
+            amount = charge.amount
+            if kind == "sale":
+                fee_of[row["id"]] = amount
+            elif amount < 0:
+                amount = -min(-amount, _fee_left(ledger, row["original_id"], fee_of))
+                fee_of[row["original_id"]] = fee_of.get(row["original_id"], 0) + amount
+            total += amount
+            marked.append((day, amount, charge.name if amount else None, row["id"]))
         ledger.execute_many("UPDATE authorizations SET settled_date = ?, fee = ?, fee_name = ? WHERE id = ?", marked)
         if not rows:
             # A repeated 0500: answer with the date the batch's money settled on.
