@@ -43,7 +43,7 @@ def data(tmp_path: Path) -> Path:
     Driver(directory).close()  # create the ledger
     code, fees = host("fees", "set", "--rate", "0.60%", "--debit-rate", "0.50%", "--debit-cap", "20.00", data=directory)
     assert code == 0, fees
-    assert [r["name"] for r in fees["rules"]] == ["MDR debit 0.50% cap 20.00", "MDR 0.60%"]
+    assert [r["name"] for r in fees["rules"]] == ["MDR debit 0.50% cap 20.00 CNY", "MDR 0.60%"]
     code, out = host("account", "set", "--pan", UNIONPAY_DEBIT, "--card-type", "debit", data=directory)
     assert code == 0 and out["card_type"] == "debit", out
     code, cal = host("calendar", "set", "--holiday", "2025-06-16", data=directory)
@@ -69,7 +69,7 @@ def test_payout_json_statement_csv_and_idempotence(data: Path, tmp_path: Path) -
     [statement] = result["merchants"]
     assert statement["fees"] == [
         {"name": "MDR 0.60%", "count": 1, "amount": 60},
-        {"name": "MDR debit 0.50% cap 20.00", "count": 1, "amount": 500},
+        {"name": "MDR debit 0.50% cap 20.00 CNY", "count": 1, "amount": 500},
     ]
     assert statement["deposit_refund"] == 29_900  # 1,100.00 ≥ 500.00
     assert statement["net"] == 110_000 - 560 + 29_900
@@ -103,7 +103,7 @@ def test_payout_default_csv_dir_and_preview(data: Path) -> None:
 def test_payout_human_output_names_every_fee(data: Path) -> None:
     result = runner.invoke(app, ["payout", "--date", "2025-06-13", "--host-data", str(data)])
     assert result.exit_code == 0
-    assert "MDR debit 0.50% cap 20.00" in result.stdout and "payout date 2025-06-17" in result.stdout
+    assert "MDR debit 0.50% cap 20.00 CNY" in result.stdout and "payout date 2025-06-17" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -252,3 +252,14 @@ def test_every_settlement_command_is_in_the_docs() -> None:
         "host serve --config",
     ):
         assert command in text, command
+
+
+def test_fee_caps_are_read_in_the_currency_given(tmp_path: Path) -> None:
+    directory = tmp_path / "host"
+    Driver(directory).close()
+    code, fees = host("fees", "set", "--rate", "0.60%", "--cap", "2000", "--currency", "JPY", data=directory)
+    assert code == 0 and fees["rules"][0]["cap"] == 2000 and fees["rules"][0]["name"].endswith("cap 2000 JPY")
+    code, out = host("fees", "set", "--rate", "0.60%", "--cap", "20.00", "--currency", "JPY", data=directory)
+    assert code == 2 and "--cap" in out["reason"]
+    code, fees = host("fees", "set", "--rate", "0.60%", "--cap", "2.000", "--currency", "KWD", data=directory)
+    assert code == 0 and fees["rules"][0]["cap"] == 2000 and fees["rules"][0]["currency"] == "414"

@@ -190,3 +190,17 @@ def test_brand_comes_from_the_masked_pan() -> None:
 
 def test_percentage_fee_is_exact_for_huge_amounts() -> None:
     assert percentage_fee(10**15, 6000) == 6 * 10**12
+
+
+def test_a_capped_rule_prices_only_its_own_currency() -> None:
+    yen = FeeRule(6000, cap=2_000, minimum=1, currency="JPY")  # ¥2,000 cap, ¥1 minimum
+    assert yen.currency == "392" and "cap 2000 JPY" in yen.name and "min 1 JPY" in yen.name
+    schedule = FeeSchedule((yen, FeeRule(5000)))
+    assert schedule.charge("sale", 1_000_000, None, None, "392") == FeeCharge(yen.name, 2_000)
+    # A yuan sale is not capped at 2,000 fen by a yen rule: the bare-rate rule prices it.
+    assert schedule.charge("sale", 1_000_000, None, None, "156") == FeeCharge("MDR 0.50%", 5_000)
+    assert FeeSchedule((yen,)).charge("sale", 1_000, None, None, "414") == FeeCharge(None, 0)
+    again = FeeRule.from_dict(yen.to_dict())
+    assert again == yen and yen.to_dict()["currency"] == "392"
+    with pytest.raises(InvalidInput, match="currency"):
+        FeeRule(6000, cap=10, currency="XYZ")

@@ -170,6 +170,14 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             bool,
             typer.Option("--refunds-return-fee/--refunds-keep-fee", help="Whether a refund returns its fee."),
         ] = False,
+        currency: Annotated[
+            str,
+            typer.Option(
+                "--currency",
+                help="Currency of the caps and minimums (ISO 4217, e.g. 156 or JPY); a capped rule "
+                "prices only that currency.",
+            ),
+        ] = "156",
         file: Annotated[
             Path | None,
             typer.Option("--file", help='Whole schedule as JSON: {"rules": [...], "refunds_return_fee": false}.'),
@@ -185,6 +193,7 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         """Replace the fee schedule (host-wide or one merchant's); applies to batches settled from now on."""
 
         def run() -> dict[str, Any]:
+            from tillvault.domain.money import currency_info, parse_amount
             from tillvault.host.config import load_config
             from tillvault.host.fees import FeeRule, FeeSchedule, parse_rate
             from tillvault.host.settings import fee_schedule, set_fee_schedule
@@ -201,18 +210,37 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             else:
                 if rate is None:
                     raise InvalidInput("--rate is required (the rate of every card no other rule prices)")
+                cur = currency_info(currency)
+
+                def amount(text: str | None, option: str) -> int | None:
+                    if not text:
+                        return None
+                    try:
+                        return parse_amount(text, cur)
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"{option}: {exc}") from None
+
                 rules = []
                 for card_type, r, c in (("debit", debit_rate, debit_cap), ("credit", credit_rate, credit_cap)):
                     if r is not None:
-                        capped = minor_units(c, f"--{card_type}-cap") if c else None
-                        rules.append(FeeRule(parse_rate(r), cap=capped, card_type=card_type))
+                        capped = amount(c, f"--{card_type}-cap")
+                        rules.append(
+                            FeeRule(
+                                parse_rate(r),
+                                cap=capped,
+                                card_type=card_type,
+                                currency=cur.numeric if capped is not None else None,
+                            )
+                        )
                     elif c is not None:
                         raise InvalidInput(f"--{card_type}-cap needs --{card_type}-rate")
+                cap_minor, min_minor = amount(cap, "--cap"), amount(minimum, "--minimum")
                 rules.append(
                     FeeRule(
                         parse_rate(rate),
-                        cap=minor_units(cap, "--cap") if cap else None,
-                        minimum=minor_units(minimum, "--minimum") if minimum else None,
+                        cap=cap_minor,
+                        minimum=min_minor,
+                        currency=cur.numeric if cap_minor is not None or min_minor is not None else None,
                     )
                 )
                 schedule = FeeSchedule(tuple(rules), refunds_return_fee)

@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tillvault.domain.cards import BRAND_NAMES, detect_brand
+from tillvault.domain.money import currency_info, format_amount
 from tillvault.errors import InvalidInput
 
 __all__ = [
@@ -81,8 +82,10 @@ def format_rate(rate_ppm: int) -> str:
     return f"{whole}.{digits}%"
 
 
-def _money(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
+def _money(minor: int, currency: str | None = None) -> str:
+    if currency is None:
+        return f"{minor // 100}.{minor % 100:02d}"
+    return f"{format_amount(minor, currency)} {currency_info(currency).alpha}"
 
 
 def brand_of(masked_pan: str | None) -> str | None:
@@ -104,8 +107,11 @@ class FeeRule:
     """One priced rule: a percentage of the amount with optional per-transaction minimum and cap.
 
     ``rate_ppm`` parts per million (0-1,000,000); ``cap`` and ``minimum`` minor units per
-    transaction (None: none); ``card_type`` / ``brand`` filter the cards it applies to
-    (None: any). ``name`` is what statements show (default: a description of the rule).
+    transaction (None: none) of ``currency`` (ISO 4217, kept as the numeric code); a rule with a
+    currency prices only transactions in it (a cap of 20.00 yuan is not 20 yen), one without any
+    (a bare rate, or a schedule from before currencies were kept) prices every currency.
+    ``card_type`` / ``brand`` filter the cards it applies to (None: any). ``name`` is what
+    statements show (default: a description of the rule).
 
     :raises InvalidInput: a value out of range, ``minimum`` above ``cap``, an unknown card type
         or brand, or a name that is empty, longer than 80 characters or has control characters.
@@ -117,8 +123,11 @@ class FeeRule:
     minimum: int | None = None
     card_type: str | None = None
     brand: str | None = None
+    currency: str | None = None
 
     def __post_init__(self) -> None:
+        if self.currency is not None:
+            object.__setattr__(self, "currency", currency_info(self.currency).numeric)
         if not isinstance(self.rate_ppm, int) or not 0 <= self.rate_ppm <= PPM:
             raise InvalidInput(f"a fee rate must be 0 to {PPM} ppm, got {self.rate_ppm!r}")
         for label, value in (("cap", self.cap), ("minimum", self.minimum)):
@@ -141,15 +150,18 @@ class FeeRule:
         parts += [p for p in (self.card_type, self.brand) if p]
         parts.append(format_rate(self.rate_ppm))
         if self.minimum is not None:
-            parts.append(f"min {_money(self.minimum)}")
+            parts.append(f"min {_money(self.minimum, self.currency)}")
         if self.cap is not None:
-            parts.append(f"cap {_money(self.cap)}")
+            parts.append(f"cap {_money(self.cap, self.currency)}")
         return " ".join(parts)
 
-    def matches(self, card_type: str | None, brand: str | None) -> bool:
-        """True when this rule applies to a card of ``card_type`` and ``brand``."""
-        return (self.card_type is None or self.card_type == (card_type or "unknown")) and (
-            self.brand is None or self.brand == brand
+    def matches(self, card_type: str | None, brand: str | None, currency: str | None = None) -> bool:
+        """True when this rule applies to a card of ``card_type`` and ``brand`` (and, when both
+        the rule and the transaction name one, the transaction's ``currency``)."""
+        return (
+            (self.card_type is None or self.card_type == (card_type or "unknown"))
+            and (self.brand is None or self.brand == brand)
+            and (self.currency is None or currency is None or currency_info(currency).numeric == self.currency)
         )
 
     def fee(self, amount: int) -> int:
@@ -169,7 +181,7 @@ class FeeRule:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``from_dict`` reads it back); ``rate`` is for people."""
         out: dict[str, Any] = {"name": self.name, "rate_ppm": self.rate_ppm, "rate": format_rate(self.rate_ppm)}
-        for key in ("cap", "minimum", "card_type", "brand"):
+        for key in ("cap", "minimum", "card_type", "brand", "currency"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -184,7 +196,7 @@ class FeeRule:
         """
         if not isinstance(data, Mapping):
             raise InvalidInput(f"a fee rule must be an object, got {data!r}")
-        unknown = set(data) - {"name", "rate", "rate_ppm", "cap", "minimum", "card_type", "brand"}
+        unknown = set(data) - {"name", "rate", "rate_ppm", "cap", "minimum", "card_type", "brand", "currency"}
         if unknown:
             raise InvalidInput(f"unknown fee rule keys: {', '.join(sorted(unknown))}")
         rate_ppm = data.get("rate_ppm")
@@ -202,6 +214,7 @@ class FeeRule:
             minimum=data.get("minimum"),
             card_type=data.get("card_type"),
             brand=data.get("brand"),
+            currency=data.get("currency"),
         )
 
 
@@ -236,18 +249,20 @@ class FeeSchedule:
         """One rate for every card."""
         return cls((FeeRule(rate_ppm, name=name, cap=cap, minimum=minimum),))
 
-    def rule_for(self, card_type: str | None, brand: str | None) -> FeeRule | None:
-        """The first rule matching the card, or None."""
-        return next((r for r in self.rules if r.matches(card_type, brand)), None)
+    def rule_for(self, card_type: str | None, brand: str | None, currency: str | None = None) -> FeeRule | None:
+        """The first rule matching the card (and currency), or None."""
+        return next((r for r in self.rules if r.matches(card_type, brand, currency)), None)
 
-    def charge(self, kind: str, amount: int, card_type: str | None, brand: str | None) -> FeeCharge:
-        """The fee of a ``sale`` or ``refund`` of ``amount`` minor units on such a card.
+    def charge(
+        self, kind: str, amount: int, card_type: str | None, brand: str | None, currency: str | None = None
+    ) -> FeeCharge:
+        """The fee of a ``sale`` or ``refund`` of ``amount`` minor units (of ``currency``) on such a card.
 
         :raises InvalidInput: ``kind`` is neither, or ``amount`` is negative.
         """
         if kind not in ("sale", "refund"):
             raise InvalidInput(f"fees apply to sales and refunds, not {kind!r}")
-        rule = self.rule_for(card_type, brand)
+        rule = self.rule_for(card_type, brand, currency)
         if rule is None:
             return FeeCharge(None, 0)
         if kind == "sale":

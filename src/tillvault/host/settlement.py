@@ -113,7 +113,7 @@ def settle_batch(ledger: HostLedger, *, terminal_id: str, batch: int, currency: 
                 schedules[merchant] = fee_schedule(ledger, merchant or None)
             card_type = row["card_type"] or rule.card_type(row["masked_pan"])
             kind = "sale" if row["proc_code"] == PROC_SALE else "refund"
-            charge = schedules[merchant].charge(kind, row["amount"], card_type, brand_of(row["masked_pan"]))
+            charge = schedules[merchant].charge(kind, row["amount"], card_type, brand_of(row["masked_pan"]), currency)
             amount = charge.amount
             if kind == "sale":
                 fee_of[row["id"]] = amount
