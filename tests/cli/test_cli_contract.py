@@ -86,7 +86,8 @@ def test_sale_refused_when_the_store_is_full_exits_1_with_the_way_out(tmp_path: 
     _, st, _ = tv("init", "--host", host.address, "--capacity", "2MiB", "--json", data=data)
     # The device shrinks (ageing flash): only the settlement reserve is left for the terminal.
     cfg = json.loads((data / "terminal.json").read_text())
-    cfg["space"]["quota_bytes"] = st["used_bytes"] + st["reserve_bytes"] + 1024
+    # (The ballast is counted out: at critical the ladder releases it, and that space carries sales.)
+    cfg["space"]["quota_bytes"] = st["used_bytes"] - st["ballast_bytes"] + st["reserve_bytes"] + 1024
     (data / "terminal.json").write_text(json.dumps(cfg))
     _, out, _ = tv(
         "sale", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data, ok=(1,)
@@ -114,6 +115,7 @@ def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host
     tv("init", "--host", host.address, "--terminal-id", "TVFULL02", data=data)
     for amount in ("1.00", "2.00", "3.00"):
         tv("sale", "--amount", amount, "--pan", "6212345678901235", "--expiry", "3012", data=data)
+    (data / "ballast.bin").unlink()  # the emergency margin was used up earlier (its release is tested elsewhere)
     tmpfs.fill()
     refused = None
     for _ in range(200):  # the headroom above the reserve takes a few more, then admission refuses

@@ -203,6 +203,7 @@ def test_sale_refused_before_authorization_when_reserve_would_be_breached(
     make_terminal: Callable[..., Terminal], host_ledger: HostLedger
 ) -> None:
     t = make_terminal()
+    t.auto_relieve = False  # no ladder: its released ballast would make room (tested in test_settlement)
     st = t.space.status()
     # Quota such that free space (inside the journal's free pages and outside) is the reserve plus 2 KiB.
     t.space.policy.quota_bytes = t.space.store_bytes() - st.journal_free_page_bytes + st.reserve_bytes + 2048

@@ -247,10 +247,10 @@ class SpaceManager:
             fs_free_bytes=fs_free,
             available_for_sales_bytes=max(0, available),
             sales_possible=int(sales),
-            pressure=self._level(capacity, free, available),
+            pressure=self._level(capacity, free, available, fs_free),
         )
 
-    def _level(self, capacity: int, free: int, available: int) -> str:
+    def _level(self, capacity: int, free: int, available: int, fs_free: int | None = None) -> str:
         p = self.policy
         if available < p.sale_life_bytes:
             return "exhausted"
@@ -258,6 +258,10 @@ class SpaceManager:
             return "critical"
         fraction = free / capacity if capacity else 0.0
         if fraction < p.high_free_fraction:
+            return "high"
+        if fs_free is not None and fs_free < p.critical_sales * p.sale_life_bytes:
+            # The filesystem itself is (nearly) full, whatever filled it: what is left is the journal's
+            # own free pages. Capacity shrank with the other file, so the fraction alone looks fine.
             return "high"
         if fraction < p.watch_free_fraction:
             return "watch"
@@ -358,7 +362,12 @@ class SpaceManager:
         rebuilding then would take back exactly the space the sales were given.)"""
         st = self.status()
         missing = max(0, self.policy.ballast_bytes - st.ballast_bytes)
-        level = self._level(st.capacity_bytes, st.free_bytes - missing, st.available_for_sales_bytes - missing)
+        level = self._level(
+            st.capacity_bytes,
+            st.free_bytes - missing,
+            st.available_for_sales_bytes - missing,
+            st.fs_free_bytes - missing,
+        )
         return level in ("normal", "watch")
 
     def release_ballast(self) -> int:
