@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,9 @@ SETTLE_EVERY = 40
 
 def child(data: Path, start: int) -> None:
     """The seller: sale, print; now and then a void or a settlement, print; until killed."""
+    print("R", flush=True)  # started: from here the kill may land in recovery too
     t = Terminal.open(data, exclusive=True)  # recovers intents a killed seller left pending
     t.config.host_timeout_s = 5.0
-    print("R", flush=True)  # ready: the kill lands while selling, however slow the start was
     rng = random.Random(start)
     i = start
     last_approved: int | None = None
@@ -69,6 +70,7 @@ def child(data: Path, start: int) -> None:
         if r.status == "approved":
             last_approved = r.invoice
         if i % 9 == 4 and last_approved is not None:
+            print(f"W {last_approved}", flush=True)  # about to void: killed now, the sale may be voided
             v = t.void(last_approved, idem_key=f"v{i}")
             print(f"V v{i} {v.invoice} {v.status} {last_approved}", flush=True)
             last_approved = None
@@ -79,10 +81,14 @@ def child(data: Path, start: int) -> None:
         i += 1
 
 
-def _final_status(acked: str, voided: bool) -> set[str]:
+def _final_status(acked: str, voided: bool, void_tried: bool) -> set[str]:
     """Statuses an acknowledged sale may legitimately have later."""
     if acked == "approved":
-        return {"voided"} if voided else {"approved"}
+        if voided:
+            return {"voided"}
+        return {"approved", "voided"} if void_tried else {"approved"}
+    if acked == "not_completed":  # its reversal reaches the host later
+        return {"not_completed", "reversed"}
     return {acked}
 
 
@@ -93,6 +99,7 @@ def run_trials(trials: int, *, seed: int = 1, max_wait: float = 1.2) -> dict[str
     problems: list[str] = []
     acked: dict[int, str] = {}  # invoice -> status acknowledged
     voided: set[int] = set()  # sale invoices an acknowledged approved void cancelled
+    void_tried: set[int] = set()  # sale invoices a void was started for (acknowledged or not)
     batches: dict[int, tuple[bool, bool]] = {}
     kills = recovered = sales_approved = 0
     next_index = 0
@@ -137,6 +144,9 @@ def run_trials(trials: int, *, seed: int = 1, max_wait: float = 1.2) -> dict[str
                         if parts[3] == "approved":
                             voided.add(int(parts[4]))
                             fresh.add(int(parts[4]))
+                    elif parts[:1] == ["W"] and len(parts) == 2:
+                        void_tried.add(int(parts[1]))
+                        fresh.add(int(parts[1]))
                     elif parts[:1] == ["B"] and len(parts) == 4:
                         batches[int(parts[1])] = (parts[2] == "1", parts[3] == "1")
                 next_index += 100_000  # fresh idempotency keys for the next seller
@@ -155,7 +165,7 @@ def run_trials(trials: int, *, seed: int = 1, max_wait: float = 1.2) -> dict[str
                         except Exception as exc:  # reported, not raised
                             problems.append(f"trial {trial}: acknowledged invoice {invoice} ({status}) missing: {exc}")
                             continue
-                        allowed = _final_status(status, invoice in voided)
+                        allowed = _final_status(status, invoice in voided, invoice in void_tried)
                         if tx["status"] not in allowed:
                             problems.append(
                                 f"trial {trial}: invoice {invoice} acknowledged {status}, journal says {tx['status']}"
@@ -195,20 +205,24 @@ def _final_check(data: Path, host_dir: Path, batches: dict[int, tuple[bool, bool
         mine = {
             tx["invoice"]: tx
             for tx in t.transactions(limit=10**9)
-            if tx["kind"] == "sale" and tx["status"] == "approved"
+            if tx["kind"] == "sale" and tx["status"] in ("approved", "offline_approved")
         }
     ledger = HostLedger(host_dir, secret=HOST_SECRET.encode())
     try:
-        charged = {
-            a.invoice: a
+        charges = [
+            a
             for a in ledger.authorizations()
             if a.terminal_id.strip() == TERMINAL
-            and a.mti.startswith("02")
+            and a.mti in ("0200", "0220")  # online sales and offline ones' advices
             and a.proc_code == "000000"
             and a.status in LIVE_STATUSES
-        }
+        ]
     finally:
         ledger.close()
+    charged = {a.invoice: a for a in charges}
+    for invoice, n in sorted(Counter(a.invoice for a in charges).items()):
+        if n > 1:
+            problems.append(f"invoice {invoice}: charged {n} times at the host")
     for invoice in sorted(set(charged) - set(mine)):
         problems.append(f"invoice {invoice}: charged at the host ({charged[invoice].amount}) with no approved record")
     for invoice in sorted(set(mine) - set(charged)):
