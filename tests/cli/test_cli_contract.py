@@ -206,6 +206,18 @@ def test_init_takes_what_the_code_lacks_and_sizes_limits_for_the_currency(tmp_pa
         ok=(2,),
     )  # fmt: skip
     assert "--floor-limit" in err
+    # A per-transaction limit above the default per-card day raises that day; contradictions are refused.
+    _, out, _ = tv(
+        "init", "--merchant-qr", IDR_NO_NAME, "--merchant-name", "W", "--max-per-transaction", "200000000",
+        "--json", data=tmp_path / "e",
+    )  # fmt: skip
+    limits = json.loads((tmp_path / "e" / "terminal.json").read_text())["limits"]
+    assert limits["max_per_transaction"] == limits["max_per_card_per_day"] == 200_000_000_00
+    _, _, err = tv(
+        "init", "--merchant-qr", IDR_NO_NAME, "--merchant-name", "W", "--max-per-transaction", "200",
+        "--max-per-card-per-day", "100", data=tmp_path / "f", ok=(2,),
+    )  # fmt: skip
+    assert "max_per_card_per_day" in err and not (tmp_path / "f").exists()  # refused before anything was made
 
 
 def test_the_card_number_can_come_on_stdin_and_the_data_folder_is_private(tmp_path: Path, host: HostProcess) -> None:

@@ -106,6 +106,15 @@ def test_from_qr_fills_missing_name_and_mcc() -> None:
     assert (merchant.merchant_id, merchant.mcc, merchant.currency) == ("0066899999999", "0000", "THB")
 
 
+@pytest.mark.parametrize("bad", ["\x1b[2J", "\x00", "\u202e", "\u2028", "\ufeff"])
+def test_a_name_given_at_init_is_held_to_the_same_text_rules_as_the_code(bad: str) -> None:
+    promptpay = "00020101021129370016A000000677010111011300668999999995802TH53037646304FE29"
+    with pytest.raises(InvalidInput, match=f"U\\+{ord(bad[0]):04X}"):
+        Merchant.from_qr(parse_qr(promptpay), terminal_id="TH000001", name=f"Somchai{bad}Shop")
+    long_name = "Somchai Noodles and Rice Shop of Bangkok"  # over EMVCo's 25: kept whole
+    assert Merchant.from_qr(parse_qr(promptpay), terminal_id="TH000001", name=long_name).name == long_name
+
+
 def test_from_qr_refuses_an_invalid_code() -> None:
     with pytest.raises(QRCodeInvalid) as info:
         Merchant.from_qr(parse_qr("000201"), terminal_id="12345678")

@@ -196,6 +196,7 @@ def test_scrub_repairs_a_corrupt_journal_and_segment_on_one_device(
 def test_a_terminal_catching_up_with_another_process_re_checks_its_mirror(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
     a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
     t = _make(a.path, b.path, host, "TV2DEV07")
+    assert (b.path / "till").stat().st_mode & 0o777 == 0o700  # the mirror is as private as A
     _sell(t, 2)
     t.close()
     reader = Terminal.open(a.path / "data")  # has device B open as its mirror, in step

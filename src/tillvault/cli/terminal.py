@@ -55,13 +55,13 @@ def init(
         str, typer.Option("--licence", help="Business licence number (China unified social credit code).")
     ] = "",
     merchant_name: Annotated[
-        str | None, typer.Option("--merchant-name", help="The merchant's name, for a code without tag 59.")
+        str | None, typer.Option("--merchant-name", help="The merchant's name (instead of tag 59; needed without it).")
     ] = None,
     merchant_city: Annotated[
-        str | None, typer.Option("--merchant-city", help="The merchant's city, for a code without tag 60.")
+        str | None, typer.Option("--merchant-city", help="The merchant's city (instead of tag 60).")
     ] = None,
     mcc: Annotated[
-        str | None, typer.Option("--mcc", help="Merchant category code (4 digits), for a code without tag 52.")
+        str | None, typer.Option("--mcc", help="Merchant category code, 4 digits (instead of tag 52).")
     ] = None,
     max_per_transaction: Annotated[
         str | None, typer.Option("--max-per-transaction", help="Largest sale, e.g. 50000.00 (default: by currency).")
@@ -271,7 +271,12 @@ def _pan(value: str) -> str:
     """
     if value != "-":
         return value
-    line = sys.stdin.readline().strip()
+    if sys.stdin.isatty():  # typed by hand: not echoed
+        import getpass
+
+        line = getpass.getpass("card number: ").strip()
+    else:
+        line = sys.stdin.readline().strip()
     if not line:
         raise InvalidInput("--pan -: no card number on standard input")
     return line
@@ -304,10 +309,11 @@ def sale(
     """Sell: card checks, limits, space admission, intent, authorization, outcome, receipt."""
 
     def run() -> dict[str, Any]:
+        card = _pan(pan)  # read before the terminal is locked
         with Terminal.open(state.data, exclusive=True) as t:
             return t.sale(
                 _money(amount, t),
-                _pan(pan),
+                card,
                 expiry,
                 entry_mode=entry,
                 operator_id=operator,
@@ -334,10 +340,11 @@ def refund(
     """Refund an amount to the card (optionally against an earlier sale)."""
 
     def run() -> dict[str, Any]:
+        card = _pan(pan)  # read before the terminal is locked
         with Terminal.open(state.data, exclusive=True) as t:
             return t.refund(
                 _money(amount, t),
-                _pan(pan),
+                card,
                 expiry,
                 original_invoice=original_invoice,
                 entry_mode=entry,

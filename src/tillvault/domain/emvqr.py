@@ -189,12 +189,17 @@ class _Field:
 
 
 #: Invisible characters that reorder displayed text (a name could show as another one's).
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    # ... and invisible ones: zero width space, word joiner and invisible operators, line and
+    # paragraph separators, byte order mark (ZWJ and ZWNJ stay: scripts and emoji need them).
+    "\u200b\u2060\u2061\u2062\u2063\u2064\u2028\u2029\ufeff"
+)
 
 
 def control_character(text: str) -> str | None:
-    """The first control character in ``text`` (C0, DEL, C1, a surrogate or a bidirectional
-    override), or None. A merchant name reaches receipts, printers and screens: an ESC there
+    """The first control character in ``text`` (C0, DEL, C1, a surrogate, a bidirectional
+    override or an invisible separator), or None. A merchant name reaches receipts, printers and screens: an ESC there
     is a printer command, an override reverses what the customer reads."""
     for ch in text:
         if ch < " " or "\x7f" <= ch <= "\x9f" or ch in _BIDI_CONTROLS or "\ud800" <= ch <= "\udfff":

@@ -105,10 +105,7 @@ class Merchant:
             raise InvalidInput(f"merchant name has {len(self.name)} characters; at most 99 (a QR field)")
         if not isinstance(self.city, str) or len(self.city) > 99:
             raise InvalidInput(f"merchant city {self.city!r} must be text of at most 99 characters")
-        for label, text in (("merchant name", self.name), ("merchant city", self.city)):
-            bad = control_character(text)
-            if bad is not None:
-                raise InvalidInput(f"{label} {text!r} contains the control character U+{ord(bad):04X}")
+
         if not isinstance(self.country, str) or not re.fullmatch(r"[A-Z]{2}", self.country):
             raise InvalidInput(f"country {self.country!r} must be 2 capital letters (ISO 3166-1 alpha-2)")
         if not isinstance(self.mcc, str) or not re.fullmatch(r"[0-9]{4}", self.mcc):
@@ -153,6 +150,11 @@ class Merchant:
         name = name or result.merchant_name
         if not name:
             raise InvalidInput("the merchant QR code has no merchant name (tag 59); give it (--merchant-name)")
+        # Checked when a merchant is made (a stored terminal from before the check still opens).
+        for label, text in (("merchant name", name), ("merchant city", city or result.merchant_city or "")):
+            bad = control_character(text)
+            if bad is not None:
+                raise InvalidInput(f"{label} {text!r} contains the control character U+{ord(bad):04X}")
         if merchant_id is None:
             first = result.accounts[0]
             candidates = [c.strip() for c in first.merchant_id_candidates()]

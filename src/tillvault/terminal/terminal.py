@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import random
 import sqlite3
@@ -134,6 +135,7 @@ class Terminal:
             city=merchant_city,
             mcc=mcc,
         )
+        checked_limits = _limits_with_defaults(merchant.currency, limits or {})  # before anything is created
         policy = SpacePolicy.from_dict(space or {})
         if capacity is not None:
             try:
@@ -160,7 +162,7 @@ class Terminal:
             host=host,
             keyring=str(ring_path.resolve()),
             space=policy.to_dict(),
-            limits={**Limits.for_currency(merchant.currency).to_dict(), **(limits or {})},
+            limits=checked_limits,
             offline={**OfflinePolicy.for_currency(merchant.currency).__dict__, **(offline or {})},
             device_b=str(device_b) if device_b else None,
             archive=str(archive) if archive else None,
@@ -172,6 +174,8 @@ class Terminal:
 
             if Path(device_b).resolve() == data_dir.resolve():
                 raise InvalidInput("--device-b must be another folder (on another filesystem) than the data folder")
+            if not Path(device_b).exists():
+                Path(device_b).mkdir(parents=True, mode=0o700)  # the mirror holds what A holds: private too
             write_marker(Path(device_b), terminal_uuid=term_uuid, device="B")
         config.save(data_dir)
         (data_dir / "terminal.lock").touch(mode=0o600)  # exists before any disk can fill
@@ -664,6 +668,31 @@ class Terminal:
         """Verify every record, checksum, the hash chain and every segment on both devices, and
         repair a bad copy from the good one (``{"ok", "checked", "problems", "repaired"}``)."""
         return self.devices.scrub(repair=self._lock_fd is not None)
+
+
+def _limits_with_defaults(currency: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The limits given and the currency's defaults for the rest, a default moved to fit the given
+    ones (a per-transaction limit above the default per-card day raises that day; a per-card day
+    below the default per-transaction limit lowers it).
+
+    :raises InvalidInput: the limits given contradict each other.
+    """
+    out = {**Limits.for_currency(currency).to_dict(), **given}
+    order = ("max_per_transaction", "max_per_card_per_day", "max_per_terminal_per_day")
+    for _ in order:  # until settled (a moved default may move the next)
+        for smaller, larger in itertools.pairwise(order):
+            if out[smaller] <= out[larger]:
+                continue
+            if smaller in given and larger in given:
+                raise InvalidInput(
+                    f"{larger} ({out[larger]}) is below {smaller} ({out[smaller]}): a day must hold one transaction"
+                )
+            if larger in given:
+                out[smaller] = out[larger]
+            else:
+                out[larger] = out[smaller]
+    Limits.from_dict(out)  # every value checked
+    return out
 
 
 #: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).
