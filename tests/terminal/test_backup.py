@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tillvault.domain.cards import luhn_check_digit
-from tillvault.errors import KeyRingError
+from tillvault.errors import KeyRingError, StorageFull
 from tillvault.store.backup import BackupCorrupt, create_backup, restore_backup
 from tillvault.terminal.terminal import Terminal
 
@@ -76,3 +76,40 @@ def test_wrong_passphrase_and_damage_are_refused(make_terminal: Callable[..., Te
         restore_backup(tmp_path / "b", tmp_path / "z", "secret", tmp_path / "ring")
     with pytest.raises(Exception, match="not empty"):
         create_backup(t, tmp_path / "b", "secret")
+
+
+def test_a_full_backup_medium_gets_one_reason_and_no_half_backup(
+    make_terminal: Callable[..., Terminal],
+    tmpfs_factory,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    t = make_terminal()
+    for i in range(20):
+        assert t.sale(100 + i, PANS[i], "3012").status == "approved"
+    medium = tmpfs_factory("1m")
+    medium.fill()
+    with pytest.raises(StorageFull, match="backup medium is full") as caught:
+        create_backup(t, medium.path / "backup", "secret")
+    assert "partial backup was removed" in str(caught.value)
+    assert not (medium.path / "backup").exists()
+    assert t.scrub()["ok"] and t.sale(5, PANS[0], "3012").status == "approved"  # the terminal is unchanged
+
+
+def test_a_terminal_whose_disk_is_full_can_still_be_backed_up(
+    tmpfs,
+    host,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    t = Terminal.init(tmpfs.path / "data", terminal_id="TVBKFULL", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    try:
+        for i in range(10):
+            assert t.sale(100 + i, PANS[i], "3012").status == "approved"
+        tmpfs.fill()
+        manifest = create_backup(t, tmp_path / "backup", "secret")
+        assert manifest["transactions_hot"] == 10
+    finally:
+        t.close()
+    result = restore_backup(tmp_path / "backup", tmp_path / "restored", "secret", tmp_path / "ring")
+    assert result["ok"], result["scrub"]["problems"]

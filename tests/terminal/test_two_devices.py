@@ -216,3 +216,32 @@ def test_a_terminal_catching_up_with_another_process_re_checks_its_mirror(tmpfs_
         assert sorted(r["invoice"] for r in Records(mirror, "TV2DEV07").list()) == [1, 2, 3, 4]
     finally:
         mirror.close()
+
+
+def test_device_a_gone_read_only_fails_over_to_b_from_the_command_line(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import sys
+
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV08")
+    first = _sell(t, 2)
+    t.close()
+    # Worn flash: the kernel remounts the filesystem read-only on errors.
+    subprocess.run(["mount", "-o", "remount,ro", str(a.path)], check=True)
+    cmd = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "--data", str(a.path / "data")]
+    sale = subprocess.run(
+        [*cmd, "sale", "--amount", "2.00", "--pan", PANS[7], "--expiry", "3012", "--json"],
+        capture_output=True, text=True, timeout=60, env=os.environ.copy(),
+    )  # fmt: skip
+    assert sale.returncode == 0, sale.stdout + sale.stderr
+    assert json.loads(sale.stdout)["status"] == "approved"
+    status = subprocess.run([*cmd, "status", "--json"], capture_output=True, text=True, timeout=60)
+    alerts = json.loads(status.stdout)["alerts"]
+    assert alerts and alerts[0]["device"] == "A" and "running on B only" in alerts[0]["message"]
+    t = Terminal.open(a.path / "data")
+    try:
+        assert t.journal.device == "B"
+        assert all(t.records.get(i)["status"] == "approved" for i in first)
+    finally:
+        t.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -34,8 +35,26 @@ def fail(reason: str, *, as_json: bool, code: int = 1, extra: dict[str, Any] | N
 
 
 def guarded(fn: Callable[[], T], *, as_json: bool) -> T:
-    """Run ``fn``; turn a ``TillVaultError`` into a one-line reason and its exit code."""
+    """Run ``fn``; turn a ``TillVaultError`` into a one-line reason and its exit code, and an
+    operating-system error (a read-only or failing disk, no space) into one too (exit 1)."""
     try:
         return fn()
     except TillVaultError as exc:
         fail(str(exc), as_json=as_json, code=exc.exit_code, extra={"error": type(exc).__name__})
+    except OSError as exc:
+        fail(os_reason(exc), as_json=as_json, code=1, extra={"error": type(exc).__name__})
+
+
+def os_reason(exc: OSError) -> str:
+    """One line for an operating-system error, naming the file and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    advice = {
+        errno.EROFS: "the storage device went read-only (flash wearing out or failing): replace it",
+        errno.EIO: "the storage device reported an I/O error: check or replace it",
+        errno.ENOSPC: "the disk is full: free space (tillvault cleanup) and try again",
+        errno.EDQUOT: "the disk quota is used up: free space and try again",
+        errno.EACCES: "permission denied: run as the terminal's user",
+        errno.ENOENT: "a file or folder is missing: check the path",
+    }.get(exc.errno or 0, "nothing was changed by the failed step")
+    return f"{what}{where}: {advice}"

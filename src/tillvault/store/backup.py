@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from tillvault.errors import ConfigError, InvalidInput, KeyRingError, StorageError
+from tillvault.errors import ConfigError, InvalidInput, KeyRingError, StorageError, StorageFull
 from tillvault.store.fsutil import fsync_dir, write_atomic
 
 FORMAT = "tillvault-backup"
@@ -62,10 +63,12 @@ def _kdf(passphrase: str, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, **SCRYPT).derive(passphrase.encode("utf-8"))
 
 
-def encrypt_file(src: Path, dest: Path, key: bytes, label: bytes) -> None:
-    """Encrypt ``src`` into ``dest``: per 1 MiB chunk, 4-byte length, 12-byte nonce, AES-GCM ciphertext."""
+def encrypt_file(src: Path | bytes, dest: Path, key: bytes, label: bytes) -> None:
+    """Encrypt ``src`` (a file, or bytes) into ``dest``: per 1 MiB chunk, 4-byte length, 12-byte
+    nonce, AES-GCM ciphertext."""
     aead = AESGCM(key)
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
+    source = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 - closed below
+    with source as fin, open(dest, "wb") as fout:
         index = 0
         while True:
             chunk = fin.read(CHUNK)
@@ -113,64 +116,80 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise InvalidInput(f"backup destination {dest} is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_bytes(16)
     pass_key = _kdf(passphrase, salt)
-    data_key = secrets.token_bytes(32)
-    # The plaintext snapshot stays on the terminal's own disk, never on the backup medium.
-    scratch = Path(t.data_dir) / "cache" / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tv-backup-", dir=scratch))
+    made = not dest.exists()
     try:
-        snapshot = work / "journal.db"
-        # A read transaction of its own: consistent, and sales keep committing meanwhile.
-        src = sqlite3.connect(f"file:{t.journal.path}?mode=ro", uri=True)
-        try:
-            src.execute("VACUUM INTO ?", (str(snapshot),))
-        finally:
-            src.close()
-        check = sqlite3.connect(snapshot)
-        tip = check.execute("SELECT seq, hex(chain) FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        dest.mkdir(parents=True, exist_ok=True)
+        return _write_backup(t, dest, salt, pass_key)
+    except (OSError, sqlite3.Error, StorageError) as exc:
+        # Nothing half-written is left to be mistaken for a backup; the terminal was only read.
+        for child in list(dest.iterdir()) if dest.exists() else []:
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                dest.rmdir()
+        full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "full" in str(exc)
+        reason = f"backup to {dest} failed ({exc}); the partial backup was removed, the terminal is unchanged"
+        if full:
+            raise StorageFull(reason.replace("failed", "failed: the backup medium is full", 1)) from exc
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(reason) from exc
+
+
+def _write_backup(t: Any, dest: Path, salt: bytes, pass_key: bytes) -> dict[str, Any]:
+    data_key = secrets.token_bytes(32)
+    # The plaintext snapshot is made in memory: never on the backup medium, and not on the
+    # terminal's disk either (a full disk is when a backup matters most).
+    src = sqlite3.connect(f"file:{t.journal.path}?mode=ro", uri=True)
+    snap = sqlite3.connect(":memory:")
+    try:
+        src.backup(snap)  # one step: a consistent copy while sales keep committing
+        snap.execute("VACUUM")  # the journal's pre-grown free pages stay behind
+        tip = snap.execute("SELECT seq, hex(chain) FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         if tip is None:
-            tip = check.execute("SELECT seq, hex(chain) FROM chain_anchor").fetchone()
-        transactions = check.execute("SELECT count(*) FROM transactions").fetchone()[0]
-        check.close()
-        encrypt_file(snapshot, dest / "journal.tvb", data_key, b"journal")
-        config_plain = work / "config.json"
-        config_plain.write_text(json.dumps(t.config.to_dict()), encoding="utf-8")
-        encrypt_file(config_plain, dest / "config.tvb", data_key, b"config")
-        ring = {
-            "keys": [
-                {
-                    "id": k.key_id,
-                    "purpose": k.purpose,
-                    "material": base64.b64encode(k.material).decode(),
-                    "active": k.active,
-                }
-                for k in t.keyring.all_keys()
-            ],
-            "backup_key": base64.b64encode(data_key).decode(),
-        }
-        nonce = secrets.token_bytes(12)
-        sealed = AESGCM(pass_key).encrypt(nonce, json.dumps(ring).encode(), b"keyring")
-        with open(dest / "keyring.tvb", "wb") as fh:
-            fh.write(nonce + sealed)
-            fh.flush()
-            os.fsync(fh.fileno())
-        segs = dest / "segments"
-        segs.mkdir()
-        copied = []
-        for seg in t.tiers.catalogue():
-            if seg["local"]:
-                path = t.tiers.segment_path(seg["name"])
-                shutil.copyfile(path, segs / seg["name"])
-                with open(segs / seg["name"], "rb+") as fh:
-                    os.fsync(fh.fileno())
-                if _sha256(segs / seg["name"]) != seg["digest"]:
-                    raise BackupCorrupt(f"segment {seg['name']} changed while being copied")
-                copied.append(seg["name"])
+            tip = snap.execute("SELECT seq, hex(chain) FROM chain_anchor").fetchone()
+        transactions = snap.execute("SELECT count(*) FROM transactions").fetchone()[0]
+        image = snap.serialize()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        snap.close()
+        src.close()
+    encrypt_file(image, dest / "journal.tvb", data_key, b"journal")
+    encrypt_file(json.dumps(t.config.to_dict()).encode("utf-8"), dest / "config.tvb", data_key, b"config")
+    ring = {
+        "keys": [
+            {
+                "id": k.key_id,
+                "purpose": k.purpose,
+                "material": base64.b64encode(k.material).decode(),
+                "active": k.active,
+            }
+            for k in t.keyring.all_keys()
+        ],
+        "backup_key": base64.b64encode(data_key).decode(),
+    }
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(pass_key).encrypt(nonce, json.dumps(ring).encode(), b"keyring")
+    with open(dest / "keyring.tvb", "wb") as fh:
+        fh.write(nonce + sealed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    segs = dest / "segments"
+    segs.mkdir()
+    copied = []
+    for seg in t.tiers.catalogue():
+        if seg["local"]:
+            path = t.tiers.segment_path(seg["name"])
+            shutil.copyfile(path, segs / seg["name"])
+            with open(segs / seg["name"], "rb+") as fh:
+                os.fsync(fh.fileno())
+            if _sha256(segs / seg["name"]) != seg["digest"]:
+                raise BackupCorrupt(f"segment {seg['name']} changed while being copied")
+            copied.append(seg["name"])
     files = {p.relative_to(dest).as_posix(): _sha256(p) for p in sorted(dest.rglob("*")) if p.is_file()}
     manifest = {
         "format": FORMAT,

@@ -8,6 +8,7 @@ methods here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
@@ -218,7 +219,13 @@ class Terminal:
         """Take the terminal's exclusive lock (released on close or when the process dies)."""
         if self._lock_fd is not None:
             return
-        fd = os.open(self.data_dir / "terminal.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = self.data_dir / "terminal.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.EROFS or not path.exists():
+                raise
+            fd = os.open(path, os.O_RDONLY)  # a read-only device A: lock anyway, device B may take over
         deadline = time.monotonic() + wait_s
         while True:
             try:
