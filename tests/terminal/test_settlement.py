@@ -265,3 +265,25 @@ def test_on_a_disk_filled_by_something_else_the_released_ballast_is_not_taken_ba
         assert t.settle().balanced  # and the day still closes
     finally:
         t.close()
+
+
+def test_a_full_disk_does_not_settle_a_batch_per_sale(tmpfs, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+    from tillvault.terminal.pressure import MIN_FORCED_SETTLE
+
+    t = Terminal.init(tmpfs.path / "data", terminal_id="TVFULL03", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    try:
+        _sell(t, [1000 + i for i in range(3)], pan=UNIONPAY)
+        t.space.release_ballast()
+        tmpfs.fill()
+        sold = 0
+        while sold < 400 and t.sale(50, UNIONPAY, EXPIRY).status == "approved":
+            sold += 1  # the headroom above the reserve
+        refused = [t.sale(50, UNIONPAY, EXPIRY) for _ in range(5)]  # each one runs the ladder
+        assert all(r.status == "refused" for r in refused)
+        # At most one forced settlement per MIN_FORCED_SETTLE sales, not one per sale once critical.
+        settled = t.records.current_batch() - 1
+        assert settled <= 1 + sold // MIN_FORCED_SETTLE, f"{settled} batches force-settled for {sold} sales"
+        assert t.settle().balanced  # the merchant settles when they choose; the reserve carries it
+    finally:
+        t.close()

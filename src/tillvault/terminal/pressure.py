@@ -97,6 +97,11 @@ class LadderReport:
         }
 
 
+#: The fewest transactions worth a forced settlement at critical (each sealed segment costs ~1.4 KB
+#: of header and key; a hot row ~0.6 KB, a sealed one ~30 B).
+MIN_FORCED_SETTLE = 20
+
+
 def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: bool = True) -> LadderReport:
     """Act for the current pressure level, lowest steps first; returns what was done.
 
@@ -148,7 +153,15 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
         released = t.space.release_ballast()
         if released:
             report.actions.append(f"released the ballast: {released:,} B")
-        if allow_settle and t.records.open_batch_count() and t.host_client().reachable():
+        open_count = t.records.open_batch_count()
+        if open_count and open_count < MIN_FORCED_SETTLE and not t.batch_full():
+            # A segment has a fixed cost (~1.4 KB): settling a handful of sales at every refused
+            # sale would spend more than it frees (and leave the merchant a batch per sale).
+            report.actions.append(
+                f"no forced settlement: the open batch has {open_count} transaction(s), fewer than "
+                f"{MIN_FORCED_SETTLE} (sealing them would free less than it costs)"
+            )
+        elif allow_settle and open_count and t.host_client().reachable():
             try:
                 rep = t.settle()
                 report.actions.append(f"forced settlement of batch {rep.batch}: {rep.reason}")
