@@ -64,8 +64,13 @@ def test_offload_acknowledges_then_evicts_only_after_retention_and_fetches_back(
     assert t.tiers.evict(sink, keep_days=7, now_ms=t.now_ms()).evicted == 0, "inside local retention"
     assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
     assert not t.tiers.segment_path(seg["name"]).exists()
+    # Still found: read from the archive's verified copy, and nothing is fetched onto the terminal.
+    assert t.find_transaction(invoices[0])["amount"] == 100
+    assert not t.tiers.segment_path(seg["name"]).exists()
+    archive.rename(tmp_path / "nas-unplugged")  # the archive is not reachable: not found, said so
     with pytest.raises(Exception, match="invoice"):
         t.find_transaction(invoices[0])
+    (tmp_path / "nas-unplugged").rename(archive)
     t.tiers.fetch(sink, seg["name"])
     assert t.find_transaction(invoices[0])["amount"] == 100
     assert t.scrub()["ok"]
@@ -251,3 +256,21 @@ def test_before_refusing_a_sale_the_terminal_frees_space_itself(
     r = t.sale(100, VISA, EXPIRY)
     assert r.status == "approved", r.reason  # the finished download was cleaned first
     assert not blob.exists()
+
+
+def test_a_refund_of_an_evicted_sale_is_bounded_by_the_refunds_the_archive_holds(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    sale = t.sale(1_000, VISA, EXPIRY)
+    assert t.refund(300, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    t.settle()
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 1
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
+    over = t.refund(800, VISA, EXPIRY, original_invoice=sale.invoice)
+    assert over.status == "refused" and "exceeds what remains" in over.reason and "7.00" in over.reason
+    assert t.refund(700, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    assert t.refund(1, VISA, EXPIRY, original_invoice=sale.invoice).status == "refused"

@@ -341,6 +341,42 @@ class Tiers:
                     return rec
         return None
 
+    def _archived(self, sink: ArchiveSink | None, *, from_batch: int = 0) -> Iterator[tuple[dict[str, Any], Path]]:
+        """Evicted segments (newest first, batch >= ``from_batch``) whose archive copy verifies,
+        with the copy's path, read where it lies: nothing is written to the terminal's disk."""
+        root = getattr(sink, "root", None)
+        if sink is None or root is None:
+            return
+        for seg in reversed(self._catalogue_rows()):
+            if seg["local"] or seg["batch"] < from_batch:
+                continue
+            if sink.has(seg["name"], seg["digest"]):
+                yield seg, Path(root) / seg["name"]
+
+    def find_archived(self, invoice: int, sink: ArchiveSink | None) -> dict[str, Any] | None:
+        """A transaction of an evicted segment, read from its verified archive copy (a refund of
+        a sale settled long ago, a reprint); None when no reachable copy holds it."""
+        for _seg, path in self._archived(sink):
+            with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
+                rec = find(path, self.keyring, invoice=invoice)
+                if rec is not None:
+                    return rec
+        return None
+
+    def archived_refunds(self, original_invoice: int, sink: ArchiveSink | None, *, from_batch: int) -> int:
+        """Minor units refunded against ``original_invoice`` in evicted segments from ``from_batch`` on."""
+        total = 0
+        for _seg, path in self._archived(sink, from_batch=from_batch):
+            with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
+                total += sum(
+                    r["amount"]
+                    for r in read_segment(path, self.keyring)
+                    if r["kind"] == "refund"
+                    and r["original_invoice"] == original_invoice
+                    and r["status"] in ("approved", "offline_approved")
+                )
+        return total
+
     def iter_records(self, *, newest_first: bool = True) -> Iterator[dict[str, Any]]:
         """Records of local segments."""
         segs = self.catalogue()

@@ -604,7 +604,7 @@ class SaleFlow:
             return f"invoice {original_invoice:06d} is not an approved sale ({original['kind']}, {original['status']})"
         if original["card_token"] != token:
             return f"the card presented is not the card of invoice {original_invoice:06d}"
-        refunded = self.t.refunded_amount(original_invoice)
+        refunded = self.t.refunded_amount(original_invoice, batch=original["batch"])
         if refunded + amount > original["amount"]:
             cur = original["currency"]
             return (

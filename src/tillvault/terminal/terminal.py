@@ -359,9 +359,10 @@ class Terminal:
         )
 
     def find_transaction(self, invoice: int) -> dict[str, Any]:
-        """A transaction by invoice, from the hot journal or a local sealed segment.
+        """A transaction by invoice: the hot journal, a local sealed segment, or the archive's
+        verified copy of an evicted one (read in place, nothing fetched onto the terminal).
 
-        :raises TransactionNotFound: in neither (an evicted segment must be fetched first).
+        :raises TransactionNotFound: in none of them (or the archive is not reachable).
         """
         from tillvault.errors import TransactionNotFound
 
@@ -369,6 +370,8 @@ class Terminal:
             return self.records.get(invoice)
         except TransactionNotFound:
             found = self.tiers.find(invoice)
+            if found is None:
+                found = self.tiers.find_archived(invoice, self.archive_sink())
             if found is None:
                 raise
             return found
@@ -385,10 +388,16 @@ class Terminal:
             amount, count = amount + a, count + c
         return amount, count
 
-    def refunded_amount(self, original_invoice: int) -> int:
-        """Minor units refunded against ``original_invoice``, hot and sealed."""
-        return self.records.refunded_amount(original_invoice) + sum(
-            agg["refunded"].get(original_invoice, 0) for agg in self.tiers.aggregates()
+    def refunded_amount(self, original_invoice: int, *, batch: int | None = None) -> int:
+        """Minor units refunded against ``original_invoice``, hot and sealed (with ``batch``, the
+        original's batch: evicted segments from it on too, read from the archive)."""
+        archived = (
+            0 if batch is None else self.tiers.archived_refunds(original_invoice, self.archive_sink(), from_batch=batch)
+        )
+        return (
+            archived
+            + self.records.refunded_amount(original_invoice)
+            + sum(agg["refunded"].get(original_invoice, 0) for agg in self.tiers.aggregates())
         )
 
     def find_by_idem_key(self, idem_key: str) -> dict[str, Any] | None:
