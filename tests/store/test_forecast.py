@@ -169,3 +169,30 @@ def test_nightly_close_saw_tooth_measures_the_growth_left_by_each_close() -> Non
     assert "nightly-close" in fc.method
     # Today's remaining rise (~1.3 MB) comes off the free space first.
     assert fc.runway_days == pytest.approx((20_000_000 - 3_000_000 * 11 / 16) / 100_000, rel=0.08)
+
+
+def _nightly(days: int, *, dip_day: int | None = None) -> list[tuple[float, int]]:
+    """A vault that rises 3 MB over each shop day and keeps 100 KB more after each close; on
+    ``dip_day`` one sample is 2 MB lower (a file deleted and written back within the hour)."""
+    out = []
+    for day in range(days):
+        base = 10_000_000 + day * 100_000
+        for hour in range(24):
+            rise = 3_000_000 * min(1.0, max(0.0, (hour - 7) / 16)) if hour < 23 else 0
+            dip = 2_000_000 if day == dip_day and hour == 3 else 0
+            out.append((day * DAY_S + hour * 3600, int(base + rise - dip)))
+    return out
+
+
+def test_a_brief_dip_in_a_nightly_cycle_is_not_a_day_of_growth() -> None:
+    samples = _nightly(12, dip_day=6)
+    now = 11 * DAY_S + 12 * 3600
+    fc = forecast_runway([s for s in samples if s[0] <= now], 20_000_000, now=now)
+    assert fc.bytes_per_day == pytest.approx(100_000, rel=0.05)
+    assert fc.bytes_per_day_high is not None and fc.bytes_per_day_high < 300_000  # no 2 MB "surge"
+
+
+def test_a_young_nightly_cycle_waits_for_data_instead_of_counting_the_days_rise() -> None:
+    samples = _nightly(3)
+    fc = forecast_runway(samples, 20_000_000, now=2 * DAY_S + 23 * 3600)
+    assert fc.runway_days is None and fc.reason is not None and "at least" in fc.reason

@@ -18,7 +18,12 @@ Pure arithmetic on usage samples; no I/O, no numpy. The method, and why:
 4. **Weekly seasonality.** With at least two weeks of data and every weekday seen twice,
    each weekday gets a factor (median of its days over the overall median, normalised to a
    mean of 1); rates are deseasonalised by it and the runway walks the calendar day by day.
-5. **Robust level and range.** The rate is the median of the deseasonalised daily rates; the
+5. **Nightly closes.** A vault that settles and seals every night rises all day and falls back at
+   the close: from two days of such data, what counts is the day-over-day growth of the level
+   each close leaves (a day's second-lowest sample, so one brief dip is not read as growth), and
+   until there are enough such days there is no forecast rather than the day's rise taken
+   for growth.
+6. **Robust level and range.** The rate is the median of the deseasonalised daily rates; the
    range is their interquartile range (min and max below four days).
 """
 
@@ -189,8 +194,8 @@ def _daily_cycle(
     days: dict[int, list[int]] = {}
     for t, u in points:
         days.setdefault(math.floor((t + utc_offset_s) / DAY_S), []).append(u)
-    if len(days) < MIN_DAYS + 1:
-        return None
+    if len(days) < 2:
+        return None  # (from two days on: a young cyclic vault gets "not enough data", not its rises as growth)
     ordered = sorted(days)
     dropping = 0
     for day in ordered:
@@ -208,7 +213,7 @@ def _daily_cycle(
     for prev, day in itertools.pairwise(ordered):
         if day - prev != 1:
             continue
-        growth = min(days[day]) - min(days[prev])
+        growth = _level(days[day]) - _level(days[prev])
         if growth < 0:
             resets += 1  # an eviction or offload lowered the whole level
         else:
@@ -217,6 +222,13 @@ def _daily_cycle(
     today = days[ordered[-1]]
     still_to_rise = max(0.0, _median([float(a) for a in amplitudes]) - (today[-1] - min(today)))
     return rates, resets, still_to_rise
+
+
+def _level(values: list[int]) -> int:
+    """The level a close left on a day: its low, or with four samples or more its second lowest
+    (one brief dip, a file deleted and written back, must not read as a day of growth next day)."""
+    ordered = sorted(values)
+    return ordered[1] if len(ordered) >= 4 else ordered[0]
 
 
 def _weekday(day: int) -> int:

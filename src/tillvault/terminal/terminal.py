@@ -339,7 +339,9 @@ class Terminal:
         if last is not None and now - int(last) < min_interval_ms and kind == "sample":
             self._last_sample_ms = int(last)
             return
-        used = self.space.status().used_bytes
+        st = self.space.status()
+        # The data's growth, not the ballast's: its release and rebuild are not the shop filling up.
+        used = st.used_bytes - st.ballast_bytes
         with contextlib.suppress(TillVaultError):
             self.journal.execute_direct(
                 "INSERT OR REPLACE INTO usage_samples (ts_ms, used_bytes, kind) VALUES (?, ?, ?)", (now, used, kind)
