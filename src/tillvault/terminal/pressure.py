@@ -44,15 +44,14 @@ def level_with_runway(space_level: str, runway_days: float | None) -> str:
 
 def messages(level: str, device: str, st: dict[str, Any]) -> tuple[str, str]:
     """The merchant's prompt for ``level`` (English, Simplified Chinese)."""
-    sealed = st.get("sealed_transactions", 0)
     runway = st.get("runway_days")
     runway_en = f"about {runway:.0f} days of space left" if runway is not None else "space is getting short"
     runway_zh = f"剩余空间约可用{runway:.0f}天" if runway is not None else "存储空间紧张"
     if level == "exhausted":
+        ways_en, ways_zh = _ways_out(st)
         return (
-            f"Storage device {device} is full: 0 sales can be taken. Settle now (tillvault settle) or connect the "
-            f"back office to offload {sealed:,} sealed transactions. Settlement still works.",
-            f"存储设备{device}已满:无法进行新交易。请立即结算或连接后台以转存已结算的交易。结算功能仍可使用。",
+            f"Storage device {device} is full: 0 sales can be taken. {ways_en} Settlement still works.",
+            f"存储设备{device}已满:无法进行新交易。{ways_zh}结算功能仍可使用。",
         )
     if level == "critical":
         return (
@@ -72,6 +71,26 @@ def messages(level: str, device: str, st: dict[str, Any]) -> tuple[str, str]:
             f"存储设备{device}:{runway_zh};正在清理缓存并压缩已结算批次。",
         )
     return (f"Storage device {device}: normal.", f"存储设备{device}:正常。")
+
+
+def _ways_out(st: dict[str, Any]) -> tuple[str, str]:
+    """What can free space now, from what the terminal holds (English, Chinese): settling only
+    when there is an open batch, offloading only when sealed batches are still on the device,
+    and otherwise the other files that fill it."""
+    en: list[str] = []
+    zh: list[str] = []
+    if st.get("open_batch_count"):
+        en.append(f"settle now (tillvault settle: {st['open_batch_count']:,} transactions in the open batch)")
+        zh.append("请立即结算")
+    local_sealed = int(st.get("sealed_segments", 0)) - int(st.get("evicted_segments", 0))
+    if local_sealed > 0:
+        en.append(f"connect the archive so {local_sealed:,} sealed batch(es) can leave the device (tillvault cleanup)")
+        zh.append("连接归档以转存已结算的批次")
+    if not en:
+        en.append("free space on the device: other files fill it, TillVault has nothing more to move")
+        zh.append("请清理设备上的其他文件")
+    text_en = "; ".join(en)
+    return text_en[0].upper() + text_en[1:] + ".", "、".join(zh) + "。"
 
 
 @dataclass
