@@ -380,3 +380,16 @@ def test_a_sale_without_the_card_expiry_is_refused_before_anything_is_written(
         r = t.sale(100, VISA, None, entry_mode=entry)
         assert r.status == "refused" and "expiry" in r.reason and r.masked_pan == "411111******1111"
     assert t.records.list() == []
+
+
+def test_refunds_without_originals_to_one_card_are_held_to_its_daily_limit(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal(limits={"max_per_transaction": 6_000, "max_per_card_per_day": 10_000, "currency": "CNY"})
+    assert t.refund(5_000, VISA, EXPIRY).status == "approved"
+    assert t.refund(5_000, VISA, EXPIRY).status == "approved"
+    third = t.refund(100, VISA, EXPIRY)
+    assert third.status == "refused" and "per-card daily limit 100.00 CNY" in third.reason
+    assert third.extra["limit"] == "max_per_card_per_day"
+    assert t.refund(100, MASTERCARD, EXPIRY).status == "approved"  # another card has its own day
+    assert len(t.records.list()) == 3

@@ -386,6 +386,16 @@ class Records:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    def unreferenced_refunds(self, business_date: str, card_token: str) -> int:
+        """Minor units refunded to a card on a business day without an original sale (open or in flight)."""
+        row = self.journal.conn.execute(
+            "SELECT coalesce(sum(amount), 0) FROM transactions WHERE card_token = ? AND business_date = ? "
+            "AND kind = 'refund' AND original_invoice IS NULL "
+            "AND status IN ('pending', 'approved', 'offline_approved')",
+            (card_token, business_date),
+        ).fetchone()
+        return int(row[0])
+
 
 def _event_view(tx: dict[str, Any]) -> dict[str, Any]:
     """What an event records of a transaction: everything but the caller's idempotency key."""

@@ -333,6 +333,16 @@ class SaleFlow:
             )
             result.extra["limit"] = "max_per_transaction"
             return result
+        elif t.records.unreferenced_refunds(date, token) + amount > t.limits.max_per_card_per_day:
+            # ... and many refunds just under it by the per-card daily limit (the hot tier's day).
+            done = t.records.unreferenced_refunds(date, token)
+            result.reason = (
+                f"refunds without an original invoice to this card today would total "
+                f"{format_amount(done + amount, cur)} {cur}, above the per-card daily limit "
+                f"{format_amount(t.limits.max_per_card_per_day, cur)} {cur}; refund against the original sales"
+            )
+            result.extra["limit"] = "max_per_card_per_day"
+            return result
         # 3. Space admission, before anything is written or sent.
         try:
             with t.admit_sale():
