@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -168,3 +170,20 @@ def ext4_factory(tmp_path: Path) -> Iterator[Callable[[str], LoopExt4]]:
     yield make
     for fs in reversed(made):
         fs.unmount()
+
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture
+def load_bench() -> Callable[[str], ModuleType]:
+    """Load a script of ``bench/`` as a module: the suite runs the short version of its figure."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
