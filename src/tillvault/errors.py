@@ -37,9 +37,14 @@ class InvalidInput(TillVaultError):
 class CardRejected(InvalidInput):
     """A card failed local checks (brand, length, Luhn, expiry)."""
 
-    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+    def __init__(
+        self, message: str, errors: list[str] | None = None, *, masked: str | None = None, brand: str | None = None
+    ) -> None:
         super().__init__(message)
         self.errors = errors or [message]
+        #: The masked PAN and brand, when the number could be read (a receipt can still show them).
+        self.masked = masked
+        self.brand = brand
 
 
 class QRCodeInvalid(InvalidInput):

@@ -391,7 +391,12 @@ def require_valid_card(pan: str, expiry: str | None = None, *, today: date | Non
     """
     result = check_card(pan, expiry, today=today)
     if not result.valid:
-        raise CardRejected("card rejected: " + "; ".join(result.errors), list(result.errors))
+        raise CardRejected(
+            "card rejected: " + "; ".join(result.errors),
+            list(result.errors),
+            masked=result.masked or None,
+            brand=result.brand,
+        )
     return result
 
 

@@ -300,8 +300,7 @@ class SaleFlow:
         except CardRejected as exc:
             result.reason = str(exc)
             result.extra["errors"] = exc.errors
-            seen = check_card(pan, expiry, today=t.now().date())  # masked and brand, when the PAN could be read
-            result.masked_pan, result.brand = seen.masked or None, seen.brand
+            result.masked_pan, result.brand = exc.masked, exc.brand  # when the PAN could be read
             return result
         result.masked_pan, result.brand = card.masked, card.brand
         pan = normalize_pan(pan)
@@ -333,9 +332,8 @@ class SaleFlow:
             )
             result.extra["limit"] = "max_per_transaction"
             return result
-        elif t.records.unreferenced_refunds(date, token) + amount > t.limits.max_per_card_per_day:
+        elif (done := t.records.unreferenced_refunds(date, token)) + amount > t.limits.max_per_card_per_day:
             # ... and many refunds just under it by the per-card daily limit (the hot tier's day).
-            done = t.records.unreferenced_refunds(date, token)
             result.reason = (
                 f"refunds without an original invoice to this card today would total "
                 f"{format_amount(done + amount, cur)} {cur}, above the per-card daily limit "
