@@ -26,7 +26,7 @@ from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
 from tillvault.store.records import TX_COLUMNS, Records
-from tillvault.store.segments import find, read_segment, seal_segment, verify_segment
+from tillvault.store.segments import find, read_segment, seal_segment, segment_info, verify_segment
 
 SEGMENT_DIR = "segments"
 #: ``extra`` keys that only matter while a batch is open.
@@ -74,6 +74,8 @@ class Tiers:
         self.on_mirror_failure: Any = None
         self._aggregates: dict[str, dict[str, Any]] = {}
         self._by_invoice: dict[str, dict[int, dict[str, Any]]] = {}
+        #: (name, digest) -> the segment's invoice range, read from its header once.
+        self._invoice_spans: dict[tuple[str, str], tuple[int | None, int | None]] = {}
         #: The catalogue as last read, valid while no write changed it (see :meth:`catalogue`).
         self._catalogue: tuple[Any, int, list[dict[str, Any]]] | None = None
         #: The aggregates of every local segment for one catalogue list (see :meth:`aggregates`).
@@ -240,8 +242,10 @@ class Tiers:
             chain_from=bytes(anchor[1]),
             chain_to=chain_to,
         )
+        # Read back from the device: every block decrypts, decodes and matches the index, and
+        # the header counts what was given (the blocks' sum is checked against it by verify).
         problems = verify_segment(path, self.keyring)
-        if problems or len(read_segment(path, self.keyring)) != len(records):
+        if problems or segment_info(path).count != len(records):
             with contextlib.suppress(OSError):
                 path.unlink()
             raise DeviceFailed(f"segment {name} did not verify after writing: {problems[:2]}")
@@ -322,7 +326,7 @@ class Tiers:
     # -- reading ------------------------------------------------------------------------------
     def find(self, invoice: int) -> dict[str, Any] | None:
         """A sealed transaction by invoice (local segments; evicted ones are not fetched)."""
-        for seg in reversed(self.catalogue()):
+        for seg in reversed(self._catalogue_rows()):
             if not seg["local"]:
                 continue
             cached = self._by_invoice.get(seg["name"])
@@ -330,15 +334,28 @@ class Tiers:
                 if invoice in cached:
                     return dict(cached[invoice])
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                rec = find(self.segment_path(seg["name"]), self.keyring, invoice=invoice)
-                if rec is not None:
-                    # Refunds and reprints come in runs: keep the last few segments decoded.
-                    rows = read_segment(self.segment_path(seg["name"]), self.keyring)
-                    self._by_invoice[seg["name"]] = {r["invoice"]: r for r in rows}
-                    while len(self._by_invoice) > 4:
-                        self._by_invoice.pop(next(iter(self._by_invoice)))
-                    return rec
+            path = self.segment_path(seg["name"])
+            key = (seg["name"], seg["digest"])
+            span = self._invoice_spans.get(key)
+            if span is None:
+                try:  # the header alone (segments never change): no key, no decryption
+                    info = segment_info(path)
+                except FileNotFoundError:
+                    continue
+                span = self._invoice_spans[key] = (info.min_invoice, info.max_invoice)
+            if span[0] is None or span[1] is None or not span[0] <= invoice <= span[1]:
+                continue
+            try:
+                rows = read_segment(path, self.keyring)
+            except FileNotFoundError:
+                continue
+            # Refunds and reprints come in runs: keep the last few segments decoded.
+            by_invoice = {r["invoice"]: r for r in rows}
+            self._by_invoice[seg["name"]] = by_invoice
+            while len(self._by_invoice) > 4:
+                self._by_invoice.pop(next(iter(self._by_invoice)))
+            if invoice in by_invoice:
+                return dict(by_invoice[invoice])
         return None
 
     def _archived(self, sink: ArchiveSink | None, *, from_batch: int = 0) -> Iterator[tuple[dict[str, Any], Path]]:
