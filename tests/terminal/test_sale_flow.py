@@ -393,3 +393,16 @@ def test_refunds_without_originals_to_one_card_are_held_to_its_daily_limit(
     assert third.extra["limit"] == "max_per_card_per_day"
     assert t.refund(100, MASTERCARD, EXPIRY).status == "approved"  # another card has its own day
     assert len(t.records.list()) == 3
+
+
+def test_a_settlement_in_the_day_does_not_restart_the_cards_refund_total(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = make_terminal(limits={"max_per_transaction": 6_000, "max_per_card_per_day": 10_000, "currency": "CNY"})
+    assert t.refund(5_000, VISA, EXPIRY).status == "approved"
+    assert t.refund(5_000, VISA, EXPIRY).status == "approved"
+    assert t.settle().ok
+    assert t.records.list() == [], "both refunds are sealed"
+    again = t.refund(100, VISA, EXPIRY)
+    assert again.status == "refused" and "would total 101.00 CNY" in again.reason
+    assert t.refund(100, MASTERCARD, EXPIRY).status == "approved"

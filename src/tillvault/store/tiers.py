@@ -404,8 +404,9 @@ class Tiers:
 
     def aggregates(self) -> list[dict[str, Any]]:
         """Per local segment (cached: segments never change): live sales by (day, card) and by day,
-        refunds by original invoice, and idempotency keys; what limits, refund bounds and retries
-        must still see once a batch has left the hot tier. The list is shared: read it, never change it."""
+        refunds by original invoice, refunds without one by (day, card), and idempotency keys; what
+        limits, refund bounds and retries must still see once a batch has left the hot tier. The
+        list is shared: read it, never change it."""
         catalogue = self._catalogue_rows()
         kept = self._aggregates_list
         if kept is not None and kept[0] is catalogue:
@@ -422,7 +423,7 @@ class Tiers:
                 except (StorageError, KeyRingError, FileNotFoundError):
                     complete = False  # tried again at the next call, not remembered as absent
                     continue
-                agg = {"card_day": {}, "day": {}, "refunded": {}, "idem": {}}
+                agg = {"card_day": {}, "day": {}, "refunded": {}, "unreferenced": {}, "idem": {}}
                 for r in rows:
                     live = r["status"] in ("approved", "offline_approved")
                     if r["kind"] in ("sale", "offline_sale") and live:
@@ -436,6 +437,9 @@ class Tiers:
                         agg["refunded"][r["original_invoice"]] = (
                             agg["refunded"].get(r["original_invoice"], 0) + r["amount"]
                         )
+                    if r["kind"] == "refund" and live and r["original_invoice"] is None:
+                        key = (r["business_date"], r["card_token"])
+                        agg["unreferenced"][key] = agg["unreferenced"].get(key, 0) + r["amount"]
                     if r["idem_key"]:
                         agg["idem"][r["idem_key"]] = r["invoice"]
                 self._aggregates[seg["name"]] = agg

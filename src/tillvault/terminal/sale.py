@@ -332,8 +332,8 @@ class SaleFlow:
             )
             result.extra["limit"] = "max_per_transaction"
             return result
-        elif (done := t.records.unreferenced_refunds(date, token)) + amount > t.limits.max_per_card_per_day:
-            # ... and many refunds just under it by the per-card daily limit (the hot tier's day).
+        elif (done := t.unreferenced_refunds(date, token)) + amount > t.limits.max_per_card_per_day:
+            # ... and many refunds just under it by the per-card daily limit (the whole day, settled or not).
             result.reason = (
                 f"refunds without an original invoice to this card today would total "
                 f"{format_amount(done + amount, cur)} {cur}, above the per-card daily limit "

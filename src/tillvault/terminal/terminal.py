@@ -390,6 +390,13 @@ class Terminal:
             amount, count = amount + a, count + c
         return amount, count
 
+    def unreferenced_refunds(self, business_date: str, card_token: str) -> int:
+        """Minor units refunded to a card on a business day without an original invoice, hot and
+        sealed (a settlement in the middle of the day does not start the card's day again)."""
+        return self.records.unreferenced_refunds(business_date, card_token) + sum(
+            agg["unreferenced"].get((business_date, card_token), 0) for agg in self.tiers.aggregates()
+        )
+
     def refunded_amount(self, original_invoice: int, *, batch: int | None = None) -> int:
         """Minor units refunded against ``original_invoice``, hot and sealed (with ``batch``, the
         original's batch: evicted segments from it on too, read from the archive)."""
