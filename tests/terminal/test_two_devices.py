@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tillvault.domain.cards import luhn_check_digit
 from tillvault.host.process import HostProcess
 from tillvault.store.archive import file_sha256
+from tillvault.store.devices import MARKER
 from tillvault.store.journal import Journal
 from tillvault.store.records import Records
 from tillvault.store.space import BALLAST_NAME
@@ -245,3 +248,35 @@ def test_device_a_gone_read_only_fails_over_to_b_from_the_command_line(tmpfs_fac
         assert all(t.records.get(i)["status"] == "approved" for i in first)
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("a_after", ["re-copied", "left behind"])
+def test_a_process_opened_before_another_failed_over_follows_it(tmpfs_factory, host: HostProcess, a_after: str) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV09")
+    first = _sell(t, 2)
+    t.close()
+    reader = Terminal.open(a.path / "data")  # opened on A, with B in step
+    try:
+        assert reader.journal.device == "A"
+        with Terminal.open(a.path / "data", exclusive=True) as other:
+            if a_after == "left behind":  # A unreadable to that process: it cannot re-copy A later
+                other.devices.devs["A"].root.joinpath(MARKER).unlink()
+            # What a failing write on A does in that process: B takes over, its generation goes up.
+            assert other.journal._fail_over("storage device A: I/O error")
+            during = _sell(other, 2, start=2)  # B has these; A has them only once re-copied
+        late = reader.sale(300, PANS[5], "3012")  # takes the lock: never writes an old file or device
+        assert late.status == "approved" and late.invoice == 5, late.reason
+        assert reader.journal.device == ("A" if a_after == "re-copied" else "B")
+        assert [reader.records.get(i)["status"] for i in [*first, *during, late.invoice]] == ["approved"] * 5
+        if a_after == "re-copied":
+            mirror = reader.journal.mirror
+            assert mirror is not None and mirror.device == "B" and mirror.tip == reader.journal.tip
+    finally:
+        reader.close()
+    again = Terminal.open(a.path / "data")
+    try:
+        assert again.journal.verify().ok
+        assert sorted(r["invoice"] for r in again.records.list()) == [1, 2, 3, 4, 5]
+    finally:
+        again.close()

@@ -252,6 +252,7 @@ class Journal:
         #: Called when another connection (another process) is found to have committed: caches go.
         self.on_external_change: list[Callable[[], None]] = []
         self._data_version: int | None = None
+        self._file_id: tuple[int, int] | None = None
 
     # -- connection -------------------------------------------------------------------------
     def open(self) -> Journal:
@@ -283,6 +284,9 @@ class Journal:
             self.persistent_wal = persist_wal(conn, self.path)
             schema.migrate(conn)
             self._conn = conn
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                self._file_id = (st.st_dev, st.st_ino)
             reconnect = self._data_version is not None
             self._load_tip()
             if reconnect:  # what was cached before the connection dropped may be stale
@@ -329,6 +333,32 @@ class Journal:
         with self._lock:
             try:
                 return self._catch_up(self._connect())
+            except sqlite3.Error as exc:
+                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+
+    def file_replaced(self) -> bool:
+        """True when the file at ``path`` is no longer the one this connection has open (another
+        process re-copied the device: the open file is unlinked and would never see a write again)."""
+        if self._conn is None or self._file_id is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False  # gone or unreadable: the next write reports it (and fails over)
+        return (st.st_dev, st.st_ino) != self._file_id
+
+    def reopen(self, path: Path | str, *, device: str) -> None:
+        """Point this journal at another device's file (another process failed over to it).
+
+        The mirror is dropped and what was cached about the old file is forgotten (the
+        ``on_external_change`` hooks run); the tip is the new file's.
+        """
+        with self._lock:
+            self._drop_connection()
+            self.mirror = None
+            self.path, self.device = Path(path), device
+            try:
+                self._connect()
             except sqlite3.Error as exc:
                 raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
 

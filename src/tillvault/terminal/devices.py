@@ -190,6 +190,34 @@ class DeviceSet:
                 if journal.free_page_bytes() < low:
                     journal.grow_free_pages(target)
 
+    def follow_primary(self) -> bool:
+        """Make the device the markers name primary this process's primary too, and reopen a
+        journal file re-copied under this process (True if anything changed).
+
+        Another process may have failed over (raising the survivor's generation) or re-copied this
+        device after this one opened: writing on to the old device or the unlinked file would fork
+        the journal or lose the sale, and re-copying the other device from it would lose the
+        survivor's sales. Called with the terminal's lock held.
+        """
+        t = self.t
+        if self.secondary is None:
+            return False
+        name, root = choose_primary(t.data_dir, t.config.device_b)
+        if name == self.primary:
+            if not t.journal.file_replaced():
+                return False
+            # Same device, but the file was re-copied under this process (resilvered from the other).
+            self.release_mirror()
+            t.journal.reopen(t.journal.path, device=name)
+            return True
+        self.release_mirror()
+        t.journal.reopen(root / JOURNAL_NAME, device=name)
+        self.primary = name
+        t.tiers.folder, t.tiers.mirror_folder = root / "segments", None
+        t.space.root, t.space.device = root, name
+        self._note(name, "primary", f"storage device {name} is the primary (another process failed over to it)")
+        return True
+
     def release_mirror(self) -> None:
         """Stop mirroring without calling the device faulty, so :meth:`attach` checks it afresh
         (another process wrote: the mirror may lack what it wrote, or was re-copied under it)."""

@@ -239,12 +239,15 @@ class Terminal:
                     ) from None
                 time.sleep(0.05)
         self._lock_fd = fd
-        # Another process may have sold or settled while this one waited or only read: catch up
+        # Another process may have failed over to the other device since this one opened: follow
+        # it there. Then it may have sold or settled while this one waited or only read: catch up
         # first, so the mirror is checked against the real tip (every write checks again, so a
         # journal that cannot be read now is the write's to report, and failover still happens).
         changed = False
         with contextlib.suppress(TillVaultError):
-            changed = self.journal.refresh()
+            changed = self.devices.follow_primary()
+        with contextlib.suppress(TillVaultError):
+            changed = self.journal.refresh() or changed
         if changed:
             self.devices.release_mirror()  # it may lack the other process's writes: re-check it
         self.devices.attach(may_resilver=True)
