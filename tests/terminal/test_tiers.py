@@ -76,6 +76,41 @@ def test_offload_acknowledges_then_evicts_only_after_retention_and_fetches_back(
     assert t.scrub()["ok"]
 
 
+def test_scrub_checks_the_archives_copies_and_sends_a_lost_one_again_while_it_can(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    _day(t, 10)
+    _day(t, 10, start=200)
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 2
+    kept, gone = t.tiers.catalogue()
+    report = t.scrub()
+    assert report["ok"] and report["archive"] == {"configured": True, "reachable": True, "checked": 2, "other_sink": 0}
+    # The archive's copy of a segment still on the terminal rots: scrub finds it and sends it again.
+    damaged = bytearray((archive / kept["name"]).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    (archive / kept["name"]).write_bytes(bytes(damaged))
+    report = t.scrub()
+    assert report["ok"], report["problems"]
+    assert [(r["device"], r["what"]) for r in report["repaired"]] == [("archive", kept["name"])]
+    assert file_sha256(archive / kept["name"]) == kept["digest"]
+    # A segment the terminal has evicted loses its only copy: scrub says so, and cannot mend it.
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 2
+    (archive / gone["name"]).unlink()
+    report = t.scrub()
+    assert not report["ok"]
+    [problem] = report["problems"]
+    assert problem["device"] == "archive" and problem["segment"] == gone["name"]
+    assert "no longer holds this segment" in problem["problem"]
+    # An unplugged archive is not a problem of the terminal's: it is said in the summary.
+    archive.rename(tmp_path / "nas-unplugged")
+    report = t.scrub()
+    assert report["ok"] and report["archive"]["reachable"] is False
+
+
 def test_unacknowledged_segment_is_never_evicted(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:
     t = make_terminal()
     _day(t, 5)

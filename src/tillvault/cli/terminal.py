@@ -182,7 +182,13 @@ def scrub(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(out)
     elif out["ok"]:
-        console.print(f"[green]ok[/]: {out['checked']:,} records verified")
+        archive = out.get("archive") or {}
+        note = ""
+        if archive.get("configured") and not archive.get("reachable"):
+            note = " (the archive is not reachable: its copies were not checked)"
+        elif archive.get("checked"):
+            note = f", {archive['checked']:,} of them the archive's segment copies"
+        console.print(f"[green]ok[/]: {out['checked']:,} records verified{note}")
     else:
         console.print(f"[red]{len(out['problems'])} problem(s)[/]; first: {out['problems'][0]['problem']}")
     if not out["ok"]:

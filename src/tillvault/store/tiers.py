@@ -522,6 +522,54 @@ class Tiers:
         finally:
             self._catalogue = None
 
+    def verify_archive(
+        self, sink: ArchiveSink | None, *, repair: bool = False
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Check the archive's copy of every segment it acknowledged (digest of the whole file).
+
+        A missing or damaged copy of a segment the terminal still holds is sent again with
+        ``repair``; one the terminal has evicted cannot be, and is reported as the loss it is.
+        An archive that is not reachable (unplugged) is said so in the summary, not a problem.
+        Returns (``{"configured", "reachable", "checked", "other_sink"}``, problems).
+        """
+        summary: dict[str, Any] = {"configured": sink is not None, "reachable": False, "checked": 0, "other_sink": 0}
+        root = getattr(sink, "root", None)
+        if sink is None or root is None or not Path(root).is_dir():
+            return summary, []
+        summary["reachable"] = True
+        problems: list[dict[str, Any]] = []
+        for seg in self._catalogue_rows():
+            if seg["acked_ms"] is None:
+                continue
+            if seg["sink"] not in (None, sink.name):  # acknowledged by an archive configured before
+                summary["other_sink"] += 1
+                continue
+            summary["checked"] += 1
+            if sink.has(seg["name"], seg["digest"]):
+                continue
+            entry: dict[str, Any] = {
+                "where": "archive",
+                "segment": seg["name"],
+                "device": "archive",
+                "problem": f"the archive's copy in {root} is missing or damaged (its digest differs)",
+            }
+            good = next(
+                (path for _, path in self.copies(seg["name"]) if path.is_file() and file_sha256(path) == seg["digest"]),
+                None,
+            )
+            if good is None:
+                entry["problem"] += (
+                    "; the terminal no longer holds this segment (evicted): restore the archive from its own backup"
+                )
+            elif repair:
+                try:
+                    sink.put(good, seg["digest"])
+                    entry["repaired"] = "sent again from the terminal's copy"
+                except (ArchiveUnavailable, OSError) as exc:
+                    entry["repair_failed"] = str(exc)
+            problems.append(entry)
+        return summary, problems
+
     def verify(self, *, repair: bool = False) -> list[dict[str, Any]]:
         """Problems with local segment copies on each device; with ``repair`` a bad or missing copy
         is replaced from a good one (and reported as repaired)."""

@@ -306,8 +306,8 @@ class DeviceSet:
 
     # -- scrub and repair --------------------------------------------------------------------
     def scrub(self, *, repair: bool) -> dict[str, Any]:
-        """Verify both journals and every segment copy; with ``repair`` (lock held) fix a bad copy
-        from the good one."""
+        """Verify both journals, every segment copy and the archive's copies; with ``repair`` (lock
+        held) fix a bad copy from a good one."""
         t = self.t
         report: dict[str, Any] = {"ok": True, "checked": 0, "problems": [], "repaired": []}
         primary_report = t.journal.verify()
@@ -346,7 +346,15 @@ class DeviceSet:
             report["problems"].append(p)
             if "repaired" in p:
                 report["repaired"].append({"device": p["device"], "what": p["segment"], "how": p["repaired"]})
-        unrepaired = [p for p in segs if "repaired" not in p]
+        # The cold tier: what the archive acknowledged must still be there, intact.
+        archive, lost = t.tiers.verify_archive(t.archive_sink(), repair=repair)
+        report["archive"] = archive
+        report["checked"] += archive["checked"]
+        for p in lost:
+            report["problems"].append(p)
+            if "repaired" in p:
+                report["repaired"].append({"device": "archive", "what": p["segment"], "how": p["repaired"]})
+        unrepaired = [p for p in (*segs, *lost) if "repaired" not in p]
         report["ok"] = not bad_primary and not bad_second and not unrepaired
         return report
 

@@ -693,8 +693,9 @@ class Terminal:
         return out
 
     def scrub(self) -> dict[str, Any]:
-        """Verify every record, checksum, the hash chain and every segment on both devices, and
-        repair a bad copy from the good one (``{"ok", "checked", "problems", "repaired"}``)."""
+        """Verify every record, checksum, the hash chain, every segment on both devices and the
+        archive's copies, and repair a bad copy from a good one (``{"ok", "checked", "problems",
+        "repaired", "archive"}``)."""
         return self.devices.scrub(repair=self._lock_fd is not None)
 
 
