@@ -195,6 +195,28 @@ def scrub(as_json: JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
+def runbook(
+    no_probe: Annotated[
+        bool, typer.Option("--no-probe", help="Do not send the host an echo test (no network use).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The emergency runbook: what is wrong now and the steps to put it right (changes nothing)."""
+    from tillvault.terminal.runbook import assess, render
+
+    def run() -> dict[str, Any]:
+        with _open() as t:
+            return assess(t, probe_host=not no_probe)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(render(out), highlight=False, markup=False)
+    if not out["ok"]:
+        raise typer.Exit(3)  # something is urgent (as scrub exits 3 on a problem)
+
+
 tx_app = typer.Typer(help="Transactions in the journal.", no_args_is_help=True)
 
 
@@ -237,6 +259,7 @@ def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("status")(status)
     app.command("scrub")(scrub)
+    app.command("runbook")(runbook)
     app.add_typer(tx_app, name="tx")
     register_sales(app)
 
