@@ -130,6 +130,10 @@ class SettlementOutOfBalance(SettlementError):
     """The terminal's and the host's batch totals disagree after batch upload."""
 
 
+class PermissionDenied(InvalidInput):
+    """The operator may not do this (unknown, wrong PIN, locked, or a role below what it needs)."""
+
+
 class TransactionNotFound(TillVaultError):
     """No transaction with that invoice number (for void, refund, reprint)."""
 

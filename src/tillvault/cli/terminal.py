@@ -318,6 +318,10 @@ IdemOpt = Annotated[
     str | None, typer.Option("--idempotency-key", help="Caller's key: a retry with it returns the first result.")
 ]
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id.")]
+PinOpt = Annotated[
+    str | None,
+    typer.Option("--pin", envvar="TILLVAULT_OPERATOR_PIN", help="The operator's PIN (once operator roles are on)."),
+]
 
 
 def sale(
@@ -333,6 +337,7 @@ def sale(
         str | None, typer.Option("--customer-name", help="Member's name (stored encrypted).")
     ] = None,
     idempotency_key: IdemOpt = None,
+    pin: PinOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sell: card checks, limits, space admission, intent, authorization, outcome, receipt."""
@@ -349,6 +354,7 @@ def sale(
                 customer_phone=customer_phone,
                 customer_name=customer_name,
                 idem_key=idempotency_key,
+                pin=pin,
             ).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
@@ -364,6 +370,7 @@ def refund(
     entry: EntryOpt = "chip",
     operator: OperatorOpt = None,
     idempotency_key: IdemOpt = None,
+    pin: PinOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Refund an amount to the card (optionally against an earlier sale)."""
@@ -379,6 +386,7 @@ def refund(
                 entry_mode=entry,
                 operator_id=operator,
                 idem_key=idempotency_key,
+                pin=pin,
             ).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
@@ -388,22 +396,24 @@ def void(
     invoice: Annotated[int, typer.Argument(help="Invoice number of the sale to void.")],
     operator: OperatorOpt = None,
     idempotency_key: IdemOpt = None,
+    pin: PinOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Void an approved sale of the open batch."""
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            return t.void(invoice, operator_id=operator, idem_key=idempotency_key).to_dict()
+            return t.void(invoice, operator_id=operator, idem_key=idempotency_key, pin=pin).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
 
 
-def flush(as_json: JsonOpt = False) -> None:
+def flush(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = False) -> None:
     """Deliver queued advices and reversals to the host now (store-and-forward)."""
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("flush", operator, pin)
             return t.drain_outbox(force=True).to_dict()
 
     out = guarded(run, as_json=as_json)
@@ -418,11 +428,12 @@ def flush(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-def settle(as_json: JsonOpt = False) -> None:
+def settle(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = False) -> None:
     """Close the batch with the host: drain, totals (0500), batch upload if out of balance, report."""
 
     def run() -> Any:
         with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("settle", operator, pin)
             return t.settle()
 
     report = guarded(run, as_json=as_json)
@@ -445,11 +456,12 @@ def settle(as_json: JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
-def cleanup(as_json: JsonOpt = False) -> None:
+def cleanup(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = False) -> None:
     """Free space now: clean caches, seal settled batches, purge by retention, offload and evict."""
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("cleanup", operator, pin)
             return t.cleanup().to_dict()
 
     out = guarded(run, as_json=as_json)
@@ -508,6 +520,8 @@ PassOpt = Annotated[
 def backup(
     dest: Annotated[Path, typer.Argument(help="A new or empty folder (another disk, a NAS, a USB key).")],
     passphrase: PassOpt,
+    operator: OperatorOpt = None,
+    pin: PinOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a consistent, encrypted, versioned backup (sales may keep running meanwhile)."""
@@ -515,6 +529,7 @@ def backup(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data) as t:
+            t.operators.check("backup", operator, pin)
             return create_backup(t, dest, passphrase)
 
     out = guarded(run, as_json=as_json)
@@ -552,6 +567,108 @@ def restore(
         raise typer.Exit(3)
 
 
+operator_app = typer.Typer(
+    help="Operators and their roles: cashier, supervisor, manager (off until the first is added).",
+    no_args_is_help=True,
+)
+NewPinOpt = Annotated[
+    str,
+    typer.Option(
+        "--new-pin",
+        envvar="TILLVAULT_NEW_PIN",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        help="The operator's new PIN (4-12 digits).",
+    ),
+]
+ByOpt = Annotated[str | None, typer.Option("--operator", help="The manager doing this (once roles are on).")]
+
+
+@operator_app.command("add")
+def operator_add(
+    operator_id: Annotated[str, typer.Argument(help="The new operator's id.")],
+    role: Annotated[str, typer.Option("--role", help="cashier, supervisor or manager (the first: manager).")],
+    new_pin: NewPinOpt,
+    by: ByOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an operator; the first must be a manager, and from then on every action needs one."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return t.operators.add(operator_id, role, new_pin, by=by, by_pin=pin)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"operator {out['operator_id']} added as {out['role']}", highlight=False)
+
+
+@operator_app.command("pin")
+def operator_pin(
+    operator_id: Annotated[str, typer.Argument(help="The operator whose PIN changes (unlocks it too).")],
+    new_pin: NewPinOpt,
+    by: ByOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set an operator's PIN (a manager's act); a locked operator is unlocked."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.set_pin(operator_id, new_pin, by=by, by_pin=pin)
+            return {"ok": True, "operator_id": operator_id}
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"new PIN set for {operator_id}", highlight=False)
+
+
+@operator_app.command("remove")
+def operator_remove(
+    operator_id: Annotated[str, typer.Argument(help="The operator to remove.")],
+    by: ByOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove an operator (a manager's act); removing the last one turns roles off."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.remove(operator_id, by=by, by_pin=pin)
+            return {"ok": True, "operator_id": operator_id, "roles_on": t.operators.enabled()}
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"operator {operator_id} removed", highlight=False)
+
+
+@operator_app.command("list")
+def operator_list(as_json: JsonOpt = False) -> None:
+    """List the operators and their roles (never a PIN)."""
+
+    def run() -> list[dict[str, Any]]:
+        with _open() as t:
+            return t.operators.list()
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+        return
+    if not out:
+        console.print("no operators: roles are off (anyone may sell, refund, void and settle)")
+    for o in out:
+        lock = " (locked)" if o["locked"] else ""
+        console.print(f"{o['operator_id']}: {o['role']}{lock}, added {o['added']}", highlight=False)
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
@@ -563,3 +680,4 @@ def register_sales(app: typer.Typer) -> None:
     app.command("refund")(refund)
     app.command("void")(void)
     app.command("flush")(flush)
+    app.add_typer(operator_app, name="operator")

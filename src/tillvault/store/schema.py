@@ -251,6 +251,23 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 6: operators and their roles (S10: access permissions). The PIN is kept as a keyed hash
+    # (the key lives in the key ring, outside the data folder) with its own salt; wrong PINs
+    # are counted, and an operator is locked for a while after too many.
+    [
+        """CREATE TABLE operators (
+            operator_id TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            pin_salt BLOB NOT NULL,
+            pin_hash BLOB NOT NULL,
+            failed INTEGER NOT NULL DEFAULT 0,
+            locked_until_ms INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

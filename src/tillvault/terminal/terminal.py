@@ -86,6 +86,10 @@ class Terminal:
             open_batch_count=self.records.open_batch_count,
         )
         self.devices = DeviceSet(self, primary)
+        from tillvault.terminal.operators import Operators
+
+        #: Operators and roles (off until the first is added): who may sell, refund, void, settle.
+        self.operators = Operators(self.journal, keyring, self.now_ms)
         # A reader mirrors only to a device that is in step; the lock holder re-copies one that is not.
         self.devices.attach(may_resilver=False)
 
@@ -512,16 +516,31 @@ class Terminal:
             self._client = None
         self.config.host = address
 
-    def sale(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
+    def _refusal(self, action: str, operator_id: str | None, pin: str | None, **result: Any) -> Any:
+        """A refused result when operator roles are on and this operator may not do ``action``
+        (checked before anything is written or sent), else None."""
+        from tillvault.errors import PermissionDenied
+        from tillvault.terminal.sale import TxResult
+
+        try:
+            self.operators.check(action, operator_id, pin)
+        except PermissionDenied as exc:
+            return TxResult(status="refused", reason=str(exc), currency=self.merchant.currency, kind=action, **result)
+        return None
+
+    def sale(self, amount: int, pan: str, expiry: str | None, *, pin: str | None = None, **kwargs: Any) -> Any:
         """Run a sale of ``amount`` minor units (see :class:`tillvault.terminal.sale.SaleFlow`).
 
-        A full batch is settled first (forced settlement); if that cannot happen the sale is
-        refused with the reason, before anything is written or sent. Records are never dropped.
+        With operator roles on, ``operator_id`` and ``pin`` must name a cashier or above. A full
+        batch is settled first (forced settlement); if that cannot happen the sale is refused with
+        the reason, before anything is written or sent. Records are never dropped.
         """
         from tillvault.errors import SettlementError
         from tillvault.terminal.sale import SaleFlow, TxResult
 
         self._ensure_writer()
+        if refused := self._refusal("sale", kwargs.get("operator_id"), pin, amount=amount):
+            return refused
         self._drain_due()
         if self.batch_full():
             try:
@@ -538,19 +557,23 @@ class Terminal:
                 )
         return SaleFlow(self).sale(amount=amount, pan=pan, expiry=expiry, **kwargs)
 
-    def refund(self, amount: int, pan: str, expiry: str | None, **kwargs: Any) -> Any:
-        """Refund ``amount`` minor units to the card."""
+    def refund(self, amount: int, pan: str, expiry: str | None, *, pin: str | None = None, **kwargs: Any) -> Any:
+        """Refund ``amount`` minor units to the card (with operator roles on: a supervisor or above)."""
         from tillvault.terminal.sale import SaleFlow
 
         self._ensure_writer()
+        if refused := self._refusal("refund", kwargs.get("operator_id"), pin, amount=amount):
+            return refused
         self._drain_due()
         return SaleFlow(self).refund(amount=amount, pan=pan, expiry=expiry, **kwargs)
 
-    def void(self, invoice: int, **kwargs: Any) -> Any:
-        """Void an approved sale of the open batch."""
+    def void(self, invoice: int, *, pin: str | None = None, **kwargs: Any) -> Any:
+        """Void an approved sale of the open batch (with operator roles on: a supervisor or above)."""
         from tillvault.terminal.sale import SaleFlow
 
         self._ensure_writer()
+        if refused := self._refusal("void", kwargs.get("operator_id"), pin, invoice=invoice):
+            return refused
         self._drain_due()
         return SaleFlow(self).void(invoice, **kwargs)
 
