@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -669,6 +670,153 @@ def operator_list(as_json: JsonOpt = False) -> None:
         console.print(f"{o['operator_id']}: {o['role']}{lock}, added {o['added']}", highlight=False)
 
 
+update_app = typer.Typer(
+    help="Software updates: signed by the vendor, incremental (bsdiff), admitted before a byte is written.",
+    no_args_is_help=True,
+)
+
+
+@update_app.command("keygen")
+def update_keygen(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the vendor's private key (PEM, 0600).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a vendor signing key (keep it off the terminals); prints the public key to trust."""
+    from tillvault.terminal.updates import keygen
+
+    def run() -> dict[str, Any]:
+        if out.exists():
+            raise InvalidInput(f"{out} exists already: refusing to overwrite a signing key")
+        pem, public = keygen()
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        return {"private_key": str(out), "public_key": public}
+
+    result = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"private key written to {result['private_key']}; public key:", highlight=False)
+        console.print(result["public_key"], highlight=False)
+
+
+@update_app.command("make")
+def update_make(
+    target: Annotated[Path, typer.Argument(help="The new package.")],
+    version: Annotated[str, typer.Option("--version", help="The new package's version, e.g. 2.4.1.")],
+    signing_key: Annotated[Path, typer.Option("--signing-key", help="The vendor's private key (PEM).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the manifest and the patch.")],
+    base: Annotated[
+        Path | None, typer.Option("--base", help="The package installed now (omit for a first, full install).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a signed update: a manifest and a bsdiff patch from --base to the new package."""
+    from tillvault.terminal.updates import make_update
+
+    def run() -> dict[str, Any]:
+        try:
+            key = signing_key.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the signing key {signing_key}: {exc}") from exc
+        return make_update(target, version, key, out, base=base)
+
+    manifest = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(manifest)
+    else:
+        console.print(
+            f"update {manifest['update']}: patch {manifest['patch_size']:,} B for a package of "
+            f"{manifest['target_size']:,} B, written to {out}",
+            highlight=False,
+        )
+
+
+@update_app.command("trust")
+def update_trust(
+    public_key: Annotated[str, typer.Argument(help="The vendor's Ed25519 public key (64 hex digits).")],
+    operator: OperatorOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trust a vendor key for updates (a manager's act once operator roles are on)."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("update", operator, pin)
+            t.updates.trust(public_key)
+            return {"ok": True, "trusted_key": t.config.update_public_key}
+
+    result = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"updates must now be signed by {result['trusted_key']}", highlight=False)
+
+
+@update_app.command("apply")
+def update_apply(
+    manifest: Annotated[Path, typer.Argument(help="The update's signed manifest.")],
+    patch: Annotated[
+        Path | None, typer.Option("--patch", help="The patch (default: <version>.patch beside the manifest).")
+    ] = None,
+    operator: OperatorOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check, admit and install an update; the previous package is kept for rollback."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("update", operator, pin)
+            return dict(t.updates.apply(manifest, patch))
+
+    result = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"installed {result['version']} ({result['size']:,} B); previous: {result['previous'] or 'none'}",
+            highlight=False,
+        )
+
+
+@update_app.command("rollback")
+def update_rollback(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = False) -> None:
+    """Go back to the package installed before the last update."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("update", operator, pin)
+            return dict(t.updates.rollback())
+
+    result = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"rolled back to {result['version']}", highlight=False)
+
+
+@update_app.command("status")
+def update_status(as_json: JsonOpt = False) -> None:
+    """The installed package, the trusted vendor key, and how much an update may take now."""
+
+    def run() -> dict[str, Any]:
+        with _open() as t:
+            return dict(t.updates.status())
+
+    result = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"installed: {result['version'] or 'nothing yet'}; an update may take {result['spare_bytes']:,} B now "
+            f"(room for {result['keep_sales']:,} sales kept); trusted key: {result['trusted_key'] or 'none'}",
+            highlight=False,
+        )
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
@@ -681,3 +829,4 @@ def register_sales(app: typer.Typer) -> None:
     app.command("void")(void)
     app.command("flush")(flush)
     app.add_typer(operator_app, name="operator")
+    app.add_typer(update_app, name="update")

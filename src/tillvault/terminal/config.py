@@ -54,6 +54,8 @@ class TerminalConfig:
     host_timeout_s: float = 10.0
     #: CA certificate (PEM) to reach the host over TLS; None: plain TCP (a private network).
     host_tls_ca: str | None = None
+    #: The vendor's Ed25519 public key (hex) that software updates must be signed with.
+    update_public_key: str | None = None
     format: str = CONFIG_FORMAT
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ reaches the action's, proven by a PIN:
 |---|---|
 | cashier | sell, settle, send waiting advices (flush) |
 | supervisor | also refund, void, free space (cleanup) |
-| manager | also back up, and add, change and remove operators |
+| manager | also back up, install software updates, and add, change and remove operators |
 
 A PIN is 4 to 12 digits, kept as a keyed hash (HMAC-SHA256 under the key ring's token key,
 which lives outside the data folder, with a salt of its own), compared in constant time. Five
@@ -39,10 +39,16 @@ PERMISSIONS = {
     "void": "supervisor",
     "cleanup": "supervisor",
     "backup": "manager",
+    "update": "manager",
     "operators": "manager",
 }
 #: How an action is named in a refusal.
-_LABELS = {"operators": "managing operators", "flush": "sending waiting advices", "cleanup": "freeing space"}
+_LABELS = {
+    "operators": "managing operators",
+    "flush": "sending waiting advices",
+    "cleanup": "freeing space",
+    "update": "installing software updates",
+}
 MAX_FAILED = 5
 LOCKOUT_MS = 15 * 60_000
 _PIN = re.compile(r"\d{4,12}")

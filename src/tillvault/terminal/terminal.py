@@ -516,6 +516,13 @@ class Terminal:
             self._client = None
         self.config.host = address
 
+    @property
+    def updates(self) -> Any:
+        """Software updates: signed, incremental, admitted before a byte is written (S12)."""
+        from tillvault.terminal.updates import Updates
+
+        return Updates(self)
+
     def _refusal(self, action: str, operator_id: str | None, pin: str | None, **result: Any) -> Any:
         """A refused result when operator roles are on and this operator may not do ``action``
         (checked before anything is written or sent), else None."""
