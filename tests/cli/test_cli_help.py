@@ -56,6 +56,7 @@ def test_public_api_is_exactly_all() -> None:
         "errors",
         "host",
         "sim",
+        "backoffice",
     }
     assert public == set(tillvault.__all__) - {"__version__"}
     for name in tillvault.__all__:

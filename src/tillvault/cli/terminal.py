@@ -817,6 +817,70 @@ def update_status(as_json: JsonOpt = False) -> None:
         )
 
 
+BackofficeTokenOpt = Annotated[
+    str,
+    typer.Option("--token", envvar="TILLVAULT_BACKOFFICE_TOKEN", help="The fleet token (at least 16 characters)."),
+]
+
+
+def report(
+    to: Annotated[str, typer.Option("--to", envvar="TILLVAULT_BACKOFFICE_URL", help="The back office's URL.")],
+    token: BackofficeTokenOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send this terminal's storage health to the fleet back office (no card or customer data)."""
+    from tillvault.terminal.fleet import send_health
+
+    def run() -> dict[str, Any]:
+        with _open() as t:
+            return send_health(t, to, token)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        r = out["report"]
+        again = "" if out.get("stored") else " (already there: a retry)"
+        console.print(f"reported {r['terminal_id']}: pressure {r['pressure']}, runway {r['runway_days']}{again}")
+
+
+backoffice_app = typer.Typer(help="The fleet back office (PostgreSQL): health reports and a dashboard.")
+
+
+@backoffice_app.command("serve")
+def backoffice_serve(
+    dsn: Annotated[
+        str,
+        typer.Option("--dsn", envvar="TILLVAULT_BACKOFFICE_DSN", help="PostgreSQL connection string."),
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:8600",
+    token: BackofficeTokenOpt = "",
+) -> None:
+    """Serve the back office: terminals POST health, people read the dashboard at /."""
+    try:
+        import uvicorn
+
+        from tillvault.backoffice.app import create_app
+        from tillvault.backoffice.store import FleetStore
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"the back office needs its extras: pip install 'tillvault[backoffice]' ({exc})"
+        ) from None
+
+    def build() -> Any:
+        store = FleetStore(dsn)
+        try:
+            store.migrate()
+        except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
+            raise InvalidInput(f"cannot use PostgreSQL at {dsn!r}: {str(exc).strip().splitlines()[0]}") from None
+        return create_app(store, token)
+
+    app = guarded(build, as_json=False)
+    host, _, port = listen.rpartition(":")
+    console.print(f"back office listening on http://{host}:{port}/", highlight=False)
+    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+
+
 def register_sales(app: typer.Typer) -> None:
     """Attach sale, refund, void, flush and settle."""
     app.command("settle")(settle)
@@ -830,3 +894,5 @@ def register_sales(app: typer.Typer) -> None:
     app.command("flush")(flush)
     app.add_typer(operator_app, name="operator")
     app.add_typer(update_app, name="update")
+    app.command("report")(report)
+    app.add_typer(backoffice_app, name="backoffice")

@@ -1,0 +1,90 @@
+"""The back office's HTTP service (FastAPI): health ingestion, the fleet as JSON, the dashboard.
+
+Every request needs the fleet token, as ``Authorization: Bearer <token>`` (terminals, scripts)
+or HTTP Basic with the token as password (a browser on the dashboard); it is compared in
+constant time. No card data ever reaches the back office: a health report holds sizes,
+pressure, runway, counts and device alerts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from tillvault.backoffice.store import FleetStore
+from tillvault.errors import InvalidInput
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _authorized(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    return bool(given) and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
+
+
+def create_app(store: FleetStore, token: str) -> FastAPI:
+    """The service over ``store``, guarded by ``token``."""
+    if len(token) < 16:
+        raise InvalidInput("the fleet token must be at least 16 characters")
+    app = FastAPI(title="TillVault back office", docs_url=None, redoc_url=None, openapi_url=None)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if not _authorized(request, token):
+            return JSONResponse(
+                {"error": "the fleet token is missing or wrong"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="TillVault back office"'},
+            )
+        return await call_next(request)
+
+    @app.post("/api/v1/health")
+    async def health(request: Request) -> dict[str, Any]:
+        try:
+            report = await request.json()
+        except ValueError:
+            raise HTTPException(status_code=400, detail="the body is not JSON") from None
+        try:
+            stored = store.ingest(report)
+        except InvalidInput as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return {"ok": True, "stored": stored}
+
+    @app.get("/api/v1/fleet")
+    def fleet() -> list[dict[str, Any]]:
+        return [_jsonable(r) for r in store.fleet()]
+
+    @app.get("/api/v1/terminals/{terminal_id}/history")
+    def history(terminal_id: str, days: int = 30) -> list[dict[str, Any]]:
+        return [_jsonable(r) for r in store.history(terminal_id, days=days)]
+
+    @app.get("/", response_class=HTMLResponse)
+    def dashboard() -> str:
+        now = datetime.now(UTC)
+        rows = store.fleet(now=now)
+        at_risk = [r for r in rows if r["pressure"] in ("high", "critical", "exhausted") or r["silent"]]
+        return env.get_template("dashboard.html").render(rows=rows, at_risk=len(at_risk), now=now, mib=1024 * 1024)
+
+    return app
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}

@@ -1,0 +1,193 @@
+"""The back office's PostgreSQL store: terminals and their health reports.
+
+``health_reports`` is partitioned by business date (a month a partition, made on first use) and
+keyed by (terminal, business date, report time), so a report sent twice is stored once
+(``ON CONFLICT DO NOTHING``): terminals retry freely. ``terminal_id`` leads every key, the
+distribution key for spreading the fleet over several nodes (Citus) when one is not enough.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tillvault.errors import InvalidInput
+
+PRESSURES = ("normal", "watch", "high", "critical", "exhausted")
+#: A terminal that has not reported for this long is shown as silent.
+SILENT_AFTER = timedelta(hours=6)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS terminals (
+        terminal_id text PRIMARY KEY,
+        merchant text,
+        first_seen timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS health_reports (
+        terminal_id text NOT NULL,
+        business_date date NOT NULL,
+        reported_at timestamptz NOT NULL,
+        capacity_bytes bigint NOT NULL,
+        used_bytes bigint NOT NULL,
+        free_bytes bigint NOT NULL,
+        reserve_bytes bigint NOT NULL,
+        sales_possible bigint,
+        pressure text NOT NULL,
+        runway_days double precision,
+        open_batch_count integer,
+        outbox_pending integer,
+        pending_intents integer,
+        alerts jsonb NOT NULL DEFAULT '[]',
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (terminal_id, business_date, reported_at)
+    ) PARTITION BY RANGE (business_date)""",
+]
+
+
+class FleetStore:
+    """Ingestion and queries over one PostgreSQL database (``dsn``: a libpq connection string)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._months: set[str] = set()
+
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        """A new connection (rows as dicts)."""
+        return psycopg.connect(self.dsn, row_factory=dict_row, connect_timeout=5)
+
+    def migrate(self) -> None:
+        """Create the tables if they are not there."""
+        with self.connect() as conn:
+            for statement in SCHEMA:
+                conn.execute(statement)
+
+    def _partition(self, conn: psycopg.Connection[dict[str, Any]], day: date) -> None:
+        start = day.replace(day=1)
+        name = f"health_reports_{start:%Y_%m}"
+        if name in self._months:
+            return
+        end = (start + timedelta(days=32)).replace(day=1)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF health_reports "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+        self._months.add(name)
+
+    def ingest(self, report: dict[str, Any]) -> bool:
+        """Store one health report; False when it was already stored (a retry).
+
+        :raises InvalidInput: a field missing or of the wrong kind (named).
+        """
+        row = _validated(report)
+        with self.connect() as conn, conn.transaction():
+            self._partition(conn, row["business_date"])
+            conn.execute(
+                "INSERT INTO terminals (terminal_id, merchant, first_seen, last_seen) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (terminal_id) DO UPDATE SET merchant = EXCLUDED.merchant, "
+                "last_seen = greatest(terminals.last_seen, EXCLUDED.last_seen)",
+                (row["terminal_id"], row["merchant"], row["reported_at"], row["reported_at"]),
+            )
+            cur = conn.execute(
+                "INSERT INTO health_reports (terminal_id, business_date, reported_at, capacity_bytes, used_bytes, "
+                "free_bytes, reserve_bytes, sales_possible, pressure, runway_days, open_batch_count, "
+                "outbox_pending, pending_intents, alerts) "
+                "VALUES (%(terminal_id)s, %(business_date)s, %(reported_at)s, %(capacity_bytes)s, %(used_bytes)s, "
+                "%(free_bytes)s, %(reserve_bytes)s, %(sales_possible)s, %(pressure)s, %(runway_days)s, "
+                "%(open_batch_count)s, %(outbox_pending)s, %(pending_intents)s, %(alerts)s) "
+                "ON CONFLICT DO NOTHING",
+                {**row, "alerts": json.dumps(row["alerts"])},
+            )
+            return cur.rowcount == 1
+
+    def fleet(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Each terminal's latest report, most at risk first (pressure, then runway, then silence)."""
+        now = now or datetime.now(UTC)
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT ON (h.terminal_id) h.*, t.merchant, t.first_seen "
+                "FROM health_reports h JOIN terminals t USING (terminal_id) "
+                "ORDER BY h.terminal_id, h.reported_at DESC"
+            ).fetchall()
+        out = []
+        for r in rows:
+            r = dict(r)
+            r["silent"] = now - r["reported_at"] > SILENT_AFTER
+            r["used_fraction"] = r["used_bytes"] / r["capacity_bytes"] if r["capacity_bytes"] else 0.0
+            out.append(r)
+        out.sort(
+            key=lambda r: (
+                -PRESSURES.index(r["pressure"]),
+                r["runway_days"] if r["runway_days"] is not None else float("inf"),
+                not r["silent"],
+                r["terminal_id"],
+            )
+        )
+        return out
+
+    def history(self, terminal_id: str, *, days: int = 30) -> list[dict[str, Any]]:
+        """A terminal's reports of the last ``days`` business days, oldest first."""
+        with self.connect() as conn:
+            return list(
+                conn.execute(
+                    "SELECT business_date, reported_at, used_bytes, capacity_bytes, pressure, runway_days "
+                    "FROM health_reports WHERE terminal_id = %s AND business_date >= current_date - %s "
+                    "ORDER BY reported_at",
+                    (terminal_id, days),
+                ).fetchall()
+            )
+
+
+def _validated(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's columns, each checked (the error names the field)."""
+    if not isinstance(report, dict):
+        raise InvalidInput("a health report must be a JSON object")
+
+    def need(name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+        value = report.get(name)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise InvalidInput(f"health report field {name!r} is missing or not {getattr(kind, '__name__', kind)}")
+        return value
+
+    terminal_id = need("terminal_id", str)
+    if not 1 <= len(terminal_id) <= 16:
+        raise InvalidInput("health report field 'terminal_id' must be 1-16 characters")
+    try:
+        reported_at = datetime.fromisoformat(need("reported_at", str))
+        business_date = date.fromisoformat(need("business_date", str))
+    except ValueError as exc:
+        raise InvalidInput(f"health report time or date is not ISO 8601: {exc}") from None
+    if reported_at.tzinfo is None:
+        raise InvalidInput("health report field 'reported_at' must carry its UTC offset")
+    pressure = need("pressure", str)
+    if pressure not in PRESSURES:
+        raise InvalidInput(f"health report field 'pressure' must be one of {', '.join(PRESSURES)}")
+    row = {
+        "terminal_id": terminal_id,
+        "merchant": report.get("merchant") if isinstance(report.get("merchant"), str) else None,
+        "reported_at": reported_at,
+        "business_date": business_date,
+        "pressure": pressure,
+        "runway_days": float(need("runway_days", (int, float), optional=True))
+        if report.get("runway_days") is not None
+        else None,
+        "alerts": [
+            {k: a.get(k) for k in ("device", "state", "message")}
+            for a in report.get("alerts") or []
+            if isinstance(a, dict)
+        ],
+    }
+    for name in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes"):
+        value = need(name, int)
+        if value < 0:
+            raise InvalidInput(f"health report field {name!r} must not be negative")
+        row[name] = value
+    for name in ("sales_possible", "open_batch_count", "outbox_pending", "pending_intents"):
+        row[name] = need(name, int, optional=True)
+    return row

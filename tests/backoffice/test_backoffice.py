@@ -1,0 +1,204 @@
+"""The fleet back office on a real PostgreSQL, served over real HTTP, read in a real browser:
+terminals report their storage health; the dashboard puts the one about to fill first."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg", reason="the back office extras are not installed (pip install '.[dev]')")
+uvicorn = pytest.importorskip("uvicorn", reason="the back office extras are not installed (pip install '.[dev]')")
+
+from tillvault.backoffice.app import create_app  # noqa: E402
+from tillvault.backoffice.store import FleetStore  # noqa: E402
+from tillvault.sim.report import chromium_args, chromium_path  # noqa: E402
+from tillvault.terminal.defaults import DEMO_MERCHANT_QR  # noqa: E402
+from tillvault.terminal.fleet import health_report, send_health  # noqa: E402
+from tillvault.terminal.terminal import Terminal  # noqa: E402
+
+BASE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+TOKEN = "fleet-token-0123456789abcdef"
+
+
+def _reachable() -> str | None:
+    try:
+        psycopg.connect(BASE_DSN, connect_timeout=3).close()
+        return None
+    except psycopg.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    """A schema of its own in the local PostgreSQL (dropped afterwards)."""
+    why = _reachable()
+    if why is not None:
+        subprocess.run(
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main start",
+            shell=True,
+            capture_output=True,
+            timeout=60,
+        )
+        why = _reachable()
+    if why is not None:
+        print(f"PostgreSQL is not reachable at {BASE_DSN}: {why}")
+        pytest.skip(f"PostgreSQL is not reachable at {BASE_DSN} ({why})")
+    schema = f"tv_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(BASE_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{BASE_DSN}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(BASE_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def service(dsn: str) -> Iterator[str]:
+    """The back office served by uvicorn on a free local port; its base URL."""
+    store = FleetStore(dsn)
+    store.migrate()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(store, TOKEN), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the back office did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _get(url: str, token: str | None = TOKEN, *, basic: bool = False) -> tuple[int, Any]:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"fleet:{token}".encode()).decode() if basic else f"Bearer {token}"
+        )
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            body = r.read().decode()
+            return r.status, json.loads(body) if r.headers.get_content_type() == "application/json" else body
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _post(url: str, body: Any, token: str = TOKEN) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture
+def terminals(tmp_path: Path, tmpfs_factory) -> Iterator[list[Terminal]]:  # type: ignore[no-untyped-def]
+    """Two terminals: one with room, one on a small real filesystem that another program fills."""
+    roomy = Terminal.init(tmp_path / "a", terminal_id="TVFLEET1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    small = tmpfs_factory("8m")
+    tight = Terminal.init(small.path / "b", terminal_id="TVFLEET2", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    small.fill()
+    yield [roomy, tight]
+    roomy.close()
+    tight.close()
+
+
+def test_terminals_report_and_the_one_about_to_fill_comes_first(
+    service: str, terminals: list[Terminal], dsn: str
+) -> None:
+    roomy, tight = terminals
+    sent = [send_health(t, service, TOKEN) for t in (roomy, tight)]
+    assert all(s["ok"] and s["stored"] for s in sent)
+    assert sent[1]["report"]["pressure"] in ("high", "critical", "exhausted")
+    # A retry of the same report is stored once.
+    code, again = _post(service + "/api/v1/health", sent[0]["report"])
+    assert code == 200 and again == {"ok": True, "stored": False}
+    code, fleet = _get(service + "/api/v1/fleet")
+    assert code == 200 and [r["terminal_id"] for r in fleet] == ["TVFLEET2", "TVFLEET1"]
+    assert fleet[0]["pressure"] == sent[1]["report"]["pressure"] and fleet[1]["pressure"] == "normal"
+    assert fleet[1]["capacity_bytes"] == sent[0]["report"]["capacity_bytes"]
+    code, history = _get(service + "/api/v1/terminals/TVFLEET1/history")
+    assert code == 200 and len(history) == 1
+    # Stored by business date, in a month's partition made on first use.
+    with psycopg.connect(dsn) as conn:
+        parts = [r[0] for r in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits")]
+    assert any(re.fullmatch(r"(\w+\.)?health_reports_\d{4}_\d{2}", p) for p in parts), parts
+
+
+def test_no_token_no_entry_and_a_bad_report_is_named_and_not_stored(service: str, terminals: list[Terminal]) -> None:
+    roomy, _ = terminals
+    assert _get(service + "/api/v1/fleet", None)[0] == 401
+    assert _get(service + "/api/v1/fleet", "wrong-token-0123456789")[0] == 401
+    assert _post(service + "/api/v1/health", health_report(roomy), token="wrong-token-0123456789")[0] == 401
+    bad = {**health_report(roomy), "used_bytes": "a lot"}
+    code, answer = _post(service + "/api/v1/health", bad)
+    assert code == 422 and "'used_bytes'" in answer["detail"]
+    naive_time = {**health_report(roomy), "reported_at": "2026-12-01T10:00:00"}
+    code, answer = _post(service + "/api/v1/health", naive_time)
+    assert code == 422 and "UTC offset" in answer["detail"]
+    assert _get(service + "/api/v1/fleet")[1] == []
+    with pytest.raises(Exception, match="refused the report \\(401\\)"):
+        send_health(roomy, service, "wrong-token-0123456789")  # named refusal, not a traceback
+    assert _get(service + "/api/v1/fleet")[1] == []
+
+
+def test_the_dashboard_renders_in_a_browser_with_the_fleet_at_risk_first(
+    service: str, terminals: list[Terminal], tmp_path: Path
+) -> None:
+    for t in terminals:
+        send_health(t, service, TOKEN)
+    code, page = _get(service + "/", basic=True)
+    assert code == 200 and "<table" in page and not re.search(r'(src|href)="(https?:)?//', page)
+    exe = chromium_path()
+    if exe is None:
+        print("chromium not installed (scripts/setup-test-deps.sh installs it): the browser half is skipped")
+        pytest.skip("chromium is not installed (run scripts/setup-test-deps.sh as root)")
+    url = service.replace("http://", f"http://fleet:{TOKEN}@") + "/"
+    dom = subprocess.run(
+        [*chromium_args(exe, tmp_path / "profile"), "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rows = re.findall(r'<tr class="terminal[^"]*" data-terminal="(\w+)" data-pressure="(\w+)"', dom.stdout)
+    assert [r[0] for r in rows] == ["TVFLEET2", "TVFLEET1"]
+    assert rows[0][1] in ("high", "critical", "exhausted") and rows[1][1] == "normal"
+    assert re.search(r'<span id="at-risk">1</span>', dom.stdout)
+
+
+def test_the_command_line_reports_and_names_a_refusal(service: str, terminals: list[Terminal]) -> None:
+    roomy, _ = terminals
+    data = roomy.data_dir
+    roomy.close()
+    cmd = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "--data", str(data), "report"]
+    ok = subprocess.run([*cmd, "--to", service, "--token", TOKEN, "--json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["stored"] is True
+    refused = subprocess.run(
+        [*cmd, "--to", service, "--token", "wrong-token-0123456789"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "refused the report (401)" in refused.stderr + refused.stdout
+    down = subprocess.run(
+        [*cmd, "--to", "http://127.0.0.1:9", "--token", TOKEN], capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode != 0 and "cannot be reached" in down.stderr + down.stdout
