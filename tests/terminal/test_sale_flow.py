@@ -293,6 +293,9 @@ def test_sale_over_tls_to_the_host(tmp_path: Path) -> None:
         )
         try:
             assert t.sale(1234, VISA, EXPIRY).status == "approved"
+            from tillvault.terminal.runbook import assess
+
+            assert assess(t)["host"]["reachable"] is True, "the runbook's echo test goes over TLS too"
         finally:
             t.close()
         plain = Terminal.init(tmp_path / "p", terminal_id="TVTLS002", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
@@ -406,3 +409,22 @@ def test_a_settlement_in_the_day_does_not_restart_the_cards_refund_total(
     again = t.refund(100, VISA, EXPIRY)
     assert again.status == "refused" and "would total 101.00 CNY" in again.reason
     assert t.refund(100, MASTERCARD, EXPIRY).status == "approved"
+
+
+def test_rows_of_a_sealed_batch_still_in_the_hot_tier_are_counted_once(
+    make_terminal: Callable[..., Terminal], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.store.tiers import Tiers
+
+    t = make_terminal(limits={"max_per_transaction": 6_000, "max_per_card_per_day": 10_000, "currency": "CNY"})
+    sale = t.sale(6_000, VISA, EXPIRY)
+    assert t.refund(4_000, VISA, EXPIRY).status == "approved"
+    assert t.refund(1_000, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    monkeypatch.setattr(Tiers, "purge_sealed_rows", lambda self: 0)  # as when the purge after sealing hits a full disk
+    assert t.settle().ok
+    assert len(t.records.list()) == 3 and len(t.tiers.catalogue()) == 1, "sealed, and the rows linger"
+    token = t.records.list()[0]["card_token"]
+    assert t.unreferenced_refunds(t.business_date(), token) == 4_000
+    assert t.refunded_amount(sale.invoice, batch=sale.batch) == 1_000
+    assert t.day_total(t.business_date(), card_token=token) == (6_000, 1)
+    assert t.refund(3_000, VISA, EXPIRY).status == "approved", "4,000 + 3,000 is within the day's 10,000"

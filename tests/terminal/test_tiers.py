@@ -109,6 +109,12 @@ def test_scrub_checks_the_archives_copies_and_sends_a_lost_one_again_while_it_ca
     archive.rename(tmp_path / "nas-unplugged")
     report = t.scrub()
     assert report["ok"] and report["archive"]["reachable"] is False
+    # Nor is the empty mount point an unplugged disk leaves behind: no loss reported, nothing
+    # copied onto the terminal's own disk in its place.
+    archive.mkdir()
+    report = t.scrub()
+    assert report["ok"] and report["archive"]["reachable"] is False and "not mounted" in report["archive"]["why"]
+    assert list(archive.iterdir()) == []
 
 
 def test_unacknowledged_segment_is_never_evicted(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:

@@ -280,3 +280,27 @@ def test_a_process_opened_before_another_failed_over_follows_it(tmpfs_factory, h
         assert sorted(r["invoice"] for r in again.records.list()) == [1, 2, 3, 4, 5]
     finally:
         again.close()
+
+
+def test_after_a_failover_and_a_re_copy_a_primary_left_alone_keeps_its_sales(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV10")
+    _sell(t, 2)
+    t.close()
+    w = Terminal.open(a.path / "data", exclusive=True)
+    try:
+        assert w.journal._fail_over("storage device A: I/O error")  # B primary, its generation raised
+        _sell(w, 2, start=2)  # A is re-copied and mirrors again: both devices at the same generation
+        assert w.journal.mirror is not None and w.journal.mirror.device == "A"
+        w.devices._mirror_failed("A", "storage device A is full")  # A drops out as mirror
+        w.devices.devs["A"].root = a.path / "elsewhere"  # and stays out for the rest of this run
+        alone = _sell(w, 2, start=4)  # on B alone
+    finally:
+        w.close()
+    again = Terminal.open(a.path / "data", exclusive=True)
+    try:
+        assert again.journal.device == "B", "the device that went on alone is the primary"
+        assert sorted(r["invoice"] for r in again.records.list()) == [1, 2, 3, 4, *alone]
+        assert again.journal.mirror is not None and again.journal.mirror.tip == again.journal.tip
+    finally:
+        again.close()

@@ -321,8 +321,22 @@ IdemOpt = Annotated[
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id.")]
 PinOpt = Annotated[
     str | None,
-    typer.Option("--pin", envvar="TILLVAULT_OPERATOR_PIN", help="The operator's PIN (once operator roles are on)."),
+    typer.Option(
+        "--pin",
+        envvar="TILLVAULT_OPERATOR_PIN",
+        help="The operator's PIN once roles are on; better asked (not echoed) or from the environment: "
+        "an option shows in ps.",
+    ),
 ]
+
+
+def _operator_pin(t: Terminal, operator: str | None, pin: str | None) -> str | None:
+    """The PIN given, or asked on the terminal (not echoed) when operator roles are on."""
+    if pin is not None or not operator or not sys.stdin.isatty() or not t.operators.enabled():
+        return pin
+    import getpass
+
+    return getpass.getpass(f"PIN for {operator}: ")
 
 
 def sale(
@@ -355,7 +369,7 @@ def sale(
                 customer_phone=customer_phone,
                 customer_name=customer_name,
                 idem_key=idempotency_key,
-                pin=pin,
+                pin=_operator_pin(t, operator, pin),
             ).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
@@ -387,7 +401,7 @@ def refund(
                 entry_mode=entry,
                 operator_id=operator,
                 idem_key=idempotency_key,
-                pin=pin,
+                pin=_operator_pin(t, operator, pin),
             ).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
@@ -404,7 +418,9 @@ def void(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            return t.void(invoice, operator_id=operator, idem_key=idempotency_key, pin=pin).to_dict()
+            return t.void(
+                invoice, operator_id=operator, idem_key=idempotency_key, pin=_operator_pin(t, operator, pin)
+            ).to_dict()
 
     _print_tx(guarded(run, as_json=as_json), as_json)
 
@@ -414,7 +430,7 @@ def flush(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = F
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("flush", operator, pin)
+            t.operators.check("flush", operator, _operator_pin(t, operator, pin))
             return t.drain_outbox(force=True).to_dict()
 
     out = guarded(run, as_json=as_json)
@@ -434,7 +450,7 @@ def settle(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = 
 
     def run() -> Any:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("settle", operator, pin)
+            t.operators.check("settle", operator, _operator_pin(t, operator, pin))
             return t.settle()
 
     report = guarded(run, as_json=as_json)
@@ -462,7 +478,7 @@ def cleanup(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt =
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("cleanup", operator, pin)
+            t.operators.check("cleanup", operator, _operator_pin(t, operator, pin))
             return t.cleanup().to_dict()
 
     out = guarded(run, as_json=as_json)
@@ -530,7 +546,7 @@ def backup(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data) as t:
-            t.operators.check("backup", operator, pin)
+            t.operators.check("backup", operator, _operator_pin(t, operator, pin))
             return create_backup(t, dest, passphrase)
 
     out = guarded(run, as_json=as_json)
@@ -599,7 +615,7 @@ def operator_add(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            return t.operators.add(operator_id, role, new_pin, by=by, by_pin=pin)
+            return t.operators.add(operator_id, role, new_pin, by=by, by_pin=_operator_pin(t, by, pin))
 
     out = guarded(run, as_json=as_json)
     if as_json:
@@ -620,7 +636,7 @@ def operator_pin(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.set_pin(operator_id, new_pin, by=by, by_pin=pin)
+            t.operators.set_pin(operator_id, new_pin, by=by, by_pin=_operator_pin(t, by, pin))
             return {"ok": True, "operator_id": operator_id}
 
     out = guarded(run, as_json=as_json)
@@ -641,7 +657,7 @@ def operator_remove(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.remove(operator_id, by=by, by_pin=pin)
+            t.operators.remove(operator_id, by=by, by_pin=_operator_pin(t, by, pin))
             return {"ok": True, "operator_id": operator_id, "roles_on": t.operators.enabled()}
 
     out = guarded(run, as_json=as_json)
@@ -744,7 +760,7 @@ def update_trust(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("update", operator, pin)
+            t.operators.check("update", operator, _operator_pin(t, operator, pin))
             t.updates.trust(public_key)
             return {"ok": True, "trusted_key": t.config.update_public_key}
 
@@ -769,7 +785,7 @@ def update_apply(
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("update", operator, pin)
+            t.operators.check("update", operator, _operator_pin(t, operator, pin))
             return dict(t.updates.apply(manifest, patch))
 
     result = guarded(run, as_json=as_json)
@@ -788,7 +804,7 @@ def update_rollback(operator: OperatorOpt = None, pin: PinOpt = None, as_json: J
 
     def run() -> dict[str, Any]:
         with Terminal.open(state.data, exclusive=True) as t:
-            t.operators.check("update", operator, pin)
+            t.operators.check("update", operator, _operator_pin(t, operator, pin))
             return dict(t.updates.rollback())
 
     result = guarded(run, as_json=as_json)

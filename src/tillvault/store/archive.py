@@ -49,6 +49,10 @@ class ArchiveSink(Protocol):
         """Copy ``name`` back to ``dest`` (verified)."""
 
 
+#: A file every archive folder holds once it took a segment.
+MARKER = ".tillvault-archive"
+
+
 class DirectorySink:
     """A directory as the archive (a mounted NAS or USB disk: the seed's third-party backup)."""
 
@@ -79,6 +83,9 @@ class DirectorySink:
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(tmp, target)
+            marker = self.root / MARKER
+            if not marker.exists():  # says "this is the archive", so an empty mount point is told apart
+                marker.write_text("TillVault archive of sealed segments\n", "utf-8")
             fsync_dir(self.root)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -354,13 +354,20 @@ class Journal:
         ``on_external_change`` hooks run); the tip is the new file's.
         """
         with self._lock:
+            old = (self.path, self.device)
             self._drop_connection()
             self.mirror = None
             self.path, self.device = Path(path), device
             try:
                 self._connect()
-            except sqlite3.Error as exc:
-                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+            except (sqlite3.Error, TillVaultError) as exc:
+                # Not half switched: back on the file it had, and the caller told why.
+                self.path, self.device = old
+                with contextlib.suppress(sqlite3.Error, TillVaultError):
+                    self._connect()
+                if isinstance(exc, TillVaultError):
+                    raise
+                raise map_sqlite_error(exc, path=Path(path), device=device) from exc
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL when possible)."""
@@ -516,6 +523,7 @@ class Journal:
             self._drop_connection()
             self.path, self.device = mirror.path, mirror.device
             self._conn, mirror._conn = mirror._conn, None
+            self._file_id = mirror._file_id
             self.persistent_wal = mirror.persistent_wal
             self.mirror = None
             self._load_tip()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tillvault.errors import DeviceFailed, InvalidInput, KeyRingError, StorageError, StorageFull
+from tillvault.store.archive import MARKER as ARCHIVE_MARKER
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
@@ -536,11 +537,15 @@ class Tiers:
         root = getattr(sink, "root", None)
         if sink is None or root is None or not Path(root).is_dir():
             return summary, []
+        acked = [seg for seg in self._catalogue_rows() if seg["acked_ms"] is not None]
+        # An unplugged NAS or USB disk often leaves its empty mount point: with neither the
+        # archive's marker nor any of its segments there, it is not reachable (not a loss).
+        if not (Path(root) / ARCHIVE_MARKER).exists() and not any((Path(root) / s["name"]).exists() for s in acked):
+            summary["why"] = f"{root} holds neither the archive's marker nor any of its segments (not mounted?)"
+            return summary, []
         summary["reachable"] = True
         problems: list[dict[str, Any]] = []
-        for seg in self._catalogue_rows():
-            if seg["acked_ms"] is None:
-                continue
+        for seg in acked:
             if seg["sink"] not in (None, sink.name):  # acknowledged by an archive configured before
                 summary["other_sink"] += 1
                 continue

@@ -231,12 +231,24 @@ class DeviceSet:
 
     # -- failures ----------------------------------------------------------------------------
     def _mirror_failed(self, device: str, reason: str) -> None:
+        was_mirroring = self.t.journal.mirror is not None or self.secondary_journal is not None
         self.t.journal.mirror = None
         self.t.tiers.mirror_folder = None
         if self.secondary_journal is not None:
             with contextlib.suppress(Exception):
                 self.secondary_journal.close()
         self.secondary_journal = None
+        if was_mirroring:
+            # The primary goes on alone: raise its generation before the write it takes alone is
+            # acknowledged, so the next process never prefers the other device (a tie goes to A,
+            # which may be the one left behind) and re-copies it over this one's sales.
+            with contextlib.suppress(OSError, TillVaultError):
+                write_marker(
+                    self.devs[self.primary].root,
+                    terminal_uuid=self.t.config.terminal_uuid,
+                    device=self.primary,
+                    generation=self.generation() + 1,
+                )
         self._degrade(device, _state_of(reason), reason)
 
     def _failed_over(self, failed: str, reason: str) -> None:

@@ -51,7 +51,7 @@ _LABELS = {
 }
 MAX_FAILED = 5
 LOCKOUT_MS = 15 * 60_000
-_PIN = re.compile(r"\d{4,12}")
+_PIN = re.compile(r"[0-9]{4,12}")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
@@ -102,34 +102,53 @@ class Operators:
         what = _LABELS.get(action, action)
         if not operator_id or pin is None:
             raise PermissionDenied(
-                f"{what} needs an operator and a PIN (--operator, --pin): operator roles are on "
-                "(tillvault operator list)"
+                f"{what} needs an operator and a PIN (--operator; the PIN from the prompt or "
+                "TILLVAULT_OPERATOR_PIN): operator roles are on (tillvault operator list)"
             )
-        row = self.journal.conn.execute(
-            "SELECT role, pin_salt, pin_hash, failed, locked_until_ms FROM operators WHERE operator_id = ?",
-            (operator_id,),
-        ).fetchone()
-        if row is None:
-            raise PermissionDenied(f"no operator {operator_id!r} on this terminal")
-        role, salt, stored, failed, locked_until = row[0], bytes(row[1]), bytes(row[2]), row[3], row[4]
+        if not isinstance(pin, str) or not _PIN.fullmatch(pin):
+            raise PermissionDenied(f"{what}: a PIN is 4 to 12 digits (0-9)")
         now = self.now_ms()
-        if locked_until > now:
-            until = datetime.fromtimestamp(locked_until / 1000).strftime("%H:%M")
+
+        def verdict(ctx: WriteContext) -> tuple[str, str]:
+            # Read, compare and count in one write transaction: concurrent guesses from other
+            # processes are counted one after the other, and a lock once set stays set.
+            row = ctx.conn.execute(
+                "SELECT role, pin_salt, pin_hash, failed, locked_until_ms FROM operators WHERE operator_id = ?",
+                (operator_id,),
+            ).fetchone()
+            if row is None:
+                return "unknown", ""
+            role, salt, stored, failed, locked_until = row[0], bytes(row[1]), bytes(row[2]), row[3], row[4]
+            if locked_until > now:
+                return "locked", datetime.fromtimestamp(locked_until / 1000).strftime("%H:%M")
+            if not hmac.compare_digest(self._hash(operator_id, pin, salt), stored):
+                if failed + 1 >= MAX_FAILED:
+                    ctx.conn.execute(
+                        "UPDATE operators SET failed = 0, locked_until_ms = ? WHERE operator_id = ?",
+                        (now + LOCKOUT_MS, operator_id),
+                    )
+                    ctx.emit("operator_locked", {"operator_id": operator_id, "until_ms": now + LOCKOUT_MS})
+                    return "now_locked", ""
+                ctx.conn.execute("UPDATE operators SET failed = failed + 1 WHERE operator_id = ?", (operator_id,))
+                return "wrong", str(MAX_FAILED - failed - 1)
+            if failed:
+                ctx.conn.execute("UPDATE operators SET failed = 0 WHERE operator_id = ?", (operator_id,))
+            return "ok", str(role)
+
+        outcome, detail = self.journal.write(verdict, klass=SETTLEMENT, ts_ms=now).result
+        if outcome == "unknown":
+            raise PermissionDenied(f"no operator {operator_id!r} on this terminal")
+        if outcome == "locked":
             raise PermissionDenied(
-                f"operator {operator_id} is locked after {MAX_FAILED} wrong PINs until {until}; a manager "
+                f"operator {operator_id} is locked after {MAX_FAILED} wrong PINs until {detail}; a manager "
                 "can set a new PIN (tillvault operator pin)"
             )
-        if not hmac.compare_digest(self._hash(operator_id, pin, salt), stored):
-            failed += 1
-            lock = now + LOCKOUT_MS if failed >= MAX_FAILED else 0
-            self._count_failure(operator_id, 0 if lock else failed, lock)
-            if lock:
-                raise PermissionDenied(f"wrong PIN for operator {operator_id}: locked for 15 minutes")
-            raise PermissionDenied(f"wrong PIN for operator {operator_id} ({MAX_FAILED - failed} tries left)")
-        if failed:
-            self._count_failure(operator_id, 0, 0)
-        if _rank(role) < _rank(need):
-            raise PermissionDenied(f"{what} needs a {need} or above; operator {operator_id} is a {role}")
+        if outcome == "now_locked":
+            raise PermissionDenied(f"wrong PIN for operator {operator_id}: locked for 15 minutes")
+        if outcome == "wrong":
+            raise PermissionDenied(f"wrong PIN for operator {operator_id} ({detail} tries left)")
+        if _rank(detail) < _rank(need):
+            raise PermissionDenied(f"{what} needs a {need} or above; operator {operator_id} is a {detail}")
         return str(operator_id)
 
     # -- changing ------------------------------------------------------------------------------
@@ -214,18 +233,7 @@ class Operators:
         message = b"tillvault-operator-pin\x00" + operator_id.encode() + b"\x00" + salt + b"\x00" + pin.encode()
         return hmac.digest(self.keyring.token_key(), message, "sha256")
 
-    def _count_failure(self, operator_id: str, failed: int, locked_until_ms: int) -> None:
-        def apply(ctx: WriteContext) -> None:
-            ctx.conn.execute(
-                "UPDATE operators SET failed = ?, locked_until_ms = ? WHERE operator_id = ?",
-                (failed, locked_until_ms, operator_id),
-            )
-            if locked_until_ms:
-                ctx.emit("operator_locked", {"operator_id": operator_id, "until_ms": locked_until_ms})
-
-        self.journal.write(apply, klass=SETTLEMENT, ts_ms=self.now_ms())
-
 
 def _check_pin(pin: str) -> None:
     if not isinstance(pin, str) or not _PIN.fullmatch(pin):
-        raise InvalidInput("a PIN must be 4 to 12 digits")
+        raise InvalidInput("a PIN must be 4 to 12 digits (0-9)")

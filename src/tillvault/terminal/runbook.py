@@ -72,6 +72,7 @@ def assess(t: Terminal, *, probe_host: bool = True) -> dict[str, Any]:
         "terminal_id": t.config.terminal_id,
         "checked_at": datetime.fromtimestamp(now / 1000).isoformat(timespec="seconds"),
         "pressure": status["pressure"],
+        "operator_roles": t.operators.enabled(),
         "host": host,
         "findings": [f.to_dict() for f in findings],
         "support": SUPPORT,
@@ -150,7 +151,12 @@ def _probe(t: Terminal) -> dict[str, Any]:
     result: dict[str, Any] = {"checked": True, "address": address, "reachable": False}
     began = time.monotonic()
     try:
-        client = HostClient(address, timeout=ECHO_TIMEOUT_S, connect_timeout=ECHO_TIMEOUT_S)
+        context = None
+        if t.config.host_tls_ca:  # the same link as sales use: TLS when the terminal is set up for it
+            import ssl
+
+            context = ssl.create_default_context(cafile=t.config.host_tls_ca)
+        client = HostClient(address, timeout=ECHO_TIMEOUT_S, connect_timeout=ECHO_TIMEOUT_S, ssl_context=context)
         try:
             stan = int(time.time()) % 999_999 + 1
             reply = client.exchange(iso.echo_request(stan=stan, terminal_id=t.config.terminal_id))
@@ -159,7 +165,7 @@ def _probe(t: Terminal) -> dict[str, Any]:
         result["reachable"] = reply.get("39") == "00"
         if not result["reachable"]:
             result["error"] = f"the host answered the echo test with {reply.get('39')!r}"
-    except (HostUnavailable, HostTimeout, HostProtocolError, MessageError, OSError) as exc:
+    except (HostUnavailable, HostTimeout, HostProtocolError, MessageError, OSError, ValueError) as exc:
         result["error"] = str(exc)
     result["ms"] = round((time.monotonic() - began) * 1000)
     return result
@@ -295,6 +301,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{i}. [{f['severity'].upper()}] {f['what']}")
         lines += [f"   {chr(ord('a') + j)}. {step}" for j, step in enumerate(f["steps"])]
+    if report.get("operator_roles"):
+        lines.append("")
+        lines.append("Operator roles are on: add --operator ID to the commands above (the PIN is asked).")
     lines.append("")
     lines.append(report["support"])
     return "\n".join(lines)

@@ -529,6 +529,9 @@ class Terminal:
         from tillvault.errors import PermissionDenied
         from tillvault.terminal.sale import TxResult
 
+        idem_key = result.pop("idem_key", None)
+        if idem_key is not None and self.find_by_idem_key(idem_key) is not None:
+            return None  # a retry of a request already made: its first result is returned, whoever asks
         try:
             self.operators.check(action, operator_id, pin)
         except PermissionDenied as exc:
@@ -546,7 +549,9 @@ class Terminal:
         from tillvault.terminal.sale import SaleFlow, TxResult
 
         self._ensure_writer()
-        if refused := self._refusal("sale", kwargs.get("operator_id"), pin, amount=amount):
+        if refused := self._refusal(
+            "sale", kwargs.get("operator_id"), pin, amount=amount, idem_key=kwargs.get("idem_key")
+        ):
             return refused
         self._drain_due()
         if self.batch_full():
@@ -569,7 +574,9 @@ class Terminal:
         from tillvault.terminal.sale import SaleFlow
 
         self._ensure_writer()
-        if refused := self._refusal("refund", kwargs.get("operator_id"), pin, amount=amount):
+        if refused := self._refusal(
+            "refund", kwargs.get("operator_id"), pin, amount=amount, idem_key=kwargs.get("idem_key")
+        ):
             return refused
         self._drain_due()
         return SaleFlow(self).refund(amount=amount, pan=pan, expiry=expiry, **kwargs)
@@ -579,7 +586,9 @@ class Terminal:
         from tillvault.terminal.sale import SaleFlow
 
         self._ensure_writer()
-        if refused := self._refusal("void", kwargs.get("operator_id"), pin, invoice=invoice):
+        if refused := self._refusal(
+            "void", kwargs.get("operator_id"), pin, invoice=invoice, idem_key=kwargs.get("idem_key")
+        ):
             return refused
         self._drain_due()
         return SaleFlow(self).void(invoice, **kwargs)
