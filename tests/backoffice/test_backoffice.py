@@ -96,7 +96,8 @@ def _get(url: str, token: str | None = TOKEN, *, basic: bool = False) -> tuple[i
             body = r.read().decode()
             return r.status, json.loads(body) if r.headers.get_content_type() == "application/json" else body
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 def _post(url: str, body: Any, token: str = TOKEN) -> tuple[int, Any]:
@@ -110,7 +111,8 @@ def _post(url: str, body: Any, token: str = TOKEN) -> tuple[int, Any]:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture
@@ -202,3 +204,60 @@ def test_the_command_line_reports_and_names_a_refusal(service: str, terminals: l
         [*cmd, "--to", "http://127.0.0.1:9", "--token", TOKEN], capture_output=True, text=True, timeout=60
     )
     assert down.returncode != 0 and "cannot be reached" in down.stderr + down.stdout
+
+
+def test_the_back_office_as_the_archive_acknowledges_segments_and_gives_them_back(
+    service: str, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.host.process import start_host_process
+    from tillvault.store.archive import file_sha256
+
+    monkeypatch.setenv("TILLVAULT_BACKOFFICE_TOKEN", TOKEN)
+    with start_host_process(tmp_path / "host", env={"TILLVAULT_HOST_SECRET": "bo-archive"}) as host:
+        t = Terminal.init(
+            tmp_path / "t", terminal_id="TVFLEET3", merchant_qr=DEMO_MERCHANT_QR, host=host.address, archive=service
+        )
+        try:
+            invoices = [t.sale(100 + i, "4111111111111111", "3012").invoice for i in range(20)]
+            assert t.settle().ok
+            sink = t.archive_sink()
+            assert sink is not None and sink.name == f"backoffice:{service}"
+            assert t.tiers.offload(sink).offloaded == 1
+            [seg] = t.tiers.catalogue()
+            assert seg["acked_ms"] is not None and seg["sink"] == sink.name
+            local = t.tiers.segment_path(seg["name"])
+            with psycopg.connect(dsn) as conn:
+                held = conn.execute(
+                    "SELECT digest, data FROM segments WHERE terminal_id = 'TVFLEET3' AND name = %s", (seg["name"],)
+                ).fetchone()
+            assert held[0] == seg["digest"] and bytes(held[1]) == local.read_bytes()
+            assert t.scrub()["archive"] == {"configured": True, "reachable": True, "checked": 1, "other_sink": 0}
+            # Evicted only because the back office holds it; fetched back verified when needed.
+            assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
+            assert not local.exists()
+            t.tiers.fetch(sink, seg["name"])
+            assert file_sha256(local) == seg["digest"]
+            assert t.find_transaction(invoices[3])["amount"] == 103
+            # The back office's copy rots: scrub finds it and sends it again from the terminal's copy.
+            with psycopg.connect(dsn) as conn:
+                conn.execute("UPDATE segments SET data = overlay(data placing '\\x00' from 100 for 1)")
+            report = t.scrub()
+            assert report["ok"], report["problems"]
+            assert [(r["device"], r["what"]) for r in report["repaired"]] == [("archive", seg["name"])]
+            assert sink.has(seg["name"], seg["digest"]), "the back office holds a good copy again"
+            # A segment sent with a digest that does not match its bytes is refused, never stored.
+            bad = urllib.request.Request(
+                f"{service}/api/v1/terminals/TVFLEET3/segments/seg-TVFLEET3-000099.tvs",
+                data=b"not what the digest says",
+                headers={"Authorization": f"Bearer {TOKEN}", "X-Digest": "0" * 64},
+                method="PUT",
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(bad, timeout=10)
+            refused.value.close()
+            assert refused.value.code == 422
+            # Without the fleet token the back office is "not reachable", and nothing is evicted.
+            monkeypatch.delenv("TILLVAULT_BACKOFFICE_TOKEN")
+            assert t.scrub()["archive"]["reachable"] is False
+        finally:
+            t.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tillvault.backoffice.store import FleetStore
@@ -67,6 +67,29 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         except InvalidInput as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"ok": True, "stored": stored}
+
+    @app.put("/api/v1/terminals/{terminal_id}/segments/{name}")
+    async def put_segment(terminal_id: str, name: str, request: Request) -> dict[str, Any]:
+        digest = request.headers.get("x-digest", "")
+        data = await request.body()
+        try:
+            stored = store.put_segment(terminal_id, name, digest, data)
+        except InvalidInput as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except FileExistsError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return {"ok": True, "stored": stored, "name": name, "digest": digest}
+
+    @app.get("/api/v1/terminals/{terminal_id}/segments/{name}")
+    def get_segment(terminal_id: str, name: str, meta: bool = False) -> Any:
+        held = store.segment(terminal_id, name, with_data=not meta)
+        if held is None:
+            raise HTTPException(status_code=404, detail=f"no segment {name} of {terminal_id} here")
+        if meta:
+            return {"name": name, "digest": held["digest"], "bytes": held["bytes"], "intact": held["intact"]}
+        return Response(
+            content=bytes(held["data"]), media_type="application/octet-stream", headers={"X-Digest": held["digest"]}
+        )
 
     @app.get("/api/v1/fleet")
     def fleet() -> list[dict[str, Any]]:

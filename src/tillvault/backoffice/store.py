@@ -8,7 +8,9 @@ distribution key for spreading the fleet over several nodes (Citus) when one is 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -46,7 +48,18 @@ SCHEMA = [
         received_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (terminal_id, business_date, reported_at)
     ) PARTITION BY RANGE (business_date)""",
+    """CREATE TABLE IF NOT EXISTS segments (
+        terminal_id text NOT NULL,
+        name text NOT NULL,
+        digest text NOT NULL,
+        bytes bigint NOT NULL,
+        data bytea NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (terminal_id, name)
+    )""",
 ]
+#: A sealed segment's file name (``seg-<terminal>-<batch>.tvs``): no path, nothing else.
+SEGMENT_NAME = re.compile(r"seg-[A-Za-z0-9 ._-]{1,16}-[0-9]{6}\.tvs")
 
 
 class FleetStore:
@@ -127,6 +140,55 @@ class FleetStore:
                 r["terminal_id"],
             )
         )
+        return out
+
+    def put_segment(self, terminal_id: str, name: str, digest: str, data: bytes) -> bool:
+        """Keep a terminal's sealed segment; True when stored now, False when it was already here.
+
+        Acknowledged only once committed (PostgreSQL's fsync): the terminal may then evict it.
+
+        :raises InvalidInput: a bad name, or bytes that do not match ``digest``.
+        :raises FileExistsError: a segment of that name with another digest is already here.
+        """
+        if not SEGMENT_NAME.fullmatch(name):
+            raise InvalidInput(f"{name!r} is not a segment file name")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidInput(f"segment {name}: the bytes received do not match their digest (damaged in transit)")
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute(
+                "INSERT INTO segments (terminal_id, name, digest, bytes, data) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (terminal_id, name) DO NOTHING",
+                (terminal_id, name, digest, len(data), data),
+            )
+            if cur.rowcount == 1:
+                return True
+            row = conn.execute(
+                "SELECT digest, sha256(data) AS actual FROM segments WHERE terminal_id = %s AND name = %s FOR UPDATE",
+                (terminal_id, name),
+            ).fetchone()
+            if row is not None and row["digest"] == digest and bytes(row["actual"]).hex() != digest:
+                # The copy held here rotted (its bytes no longer match): the terminal's good copy replaces it.
+                conn.execute(
+                    "UPDATE segments SET data = %s, received_at = now() WHERE terminal_id = %s AND name = %s",
+                    (data, terminal_id, name),
+                )
+                return True
+        if row is not None and row["digest"] != digest:
+            raise FileExistsError(f"segment {name} of {terminal_id} is already held with another digest")
+        return False
+
+    def segment(self, terminal_id: str, name: str, *, with_data: bool = True) -> dict[str, Any] | None:
+        """A held segment (``digest``, ``bytes``, ``data`` and whether the bytes still match), or None."""
+        columns = "digest, bytes, data" if with_data else "digest, bytes, sha256(data) AS actual"
+        with self.connect() as conn:
+            row = conn.execute(
+                f"SELECT {columns} FROM segments WHERE terminal_id = %s AND name = %s", (terminal_id, name)
+            ).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        actual = hashlib.sha256(out["data"]).hexdigest() if with_data else bytes(out.pop("actual")).hex()
+        out["intact"] = actual == out["digest"]
         return out
 
     def history(self, terminal_id: str, *, days: int = 30) -> list[dict[str, Any]]:

@@ -44,7 +44,11 @@ def init(
         typer.Option("--keyring", envvar="TILLVAULT_KEYRING", help="Key ring folder (never inside the data folder)."),
     ] = None,
     archive: Annotated[
-        Path | None, typer.Option("--archive", help="Archive folder for sealed segments (a NAS or USB disk).")
+        str | None,
+        typer.Option(
+            "--archive",
+            help="Archive for sealed segments: a folder (a NAS or USB disk) or the back office's http(s) URL.",
+        ),
     ] = None,
     host_ca: Annotated[
         Path | None, typer.Option("--host-ca", help="CA certificate (PEM): reach the host over TLS.")

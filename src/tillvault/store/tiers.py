@@ -534,13 +534,21 @@ class Tiers:
         Returns (``{"configured", "reachable", "checked", "other_sink"}``, problems).
         """
         summary: dict[str, Any] = {"configured": sink is not None, "reachable": False, "checked": 0, "other_sink": 0}
-        root = getattr(sink, "root", None)
-        if sink is None or root is None or not Path(root).is_dir():
+        if sink is None:
             return summary, []
+        root = getattr(sink, "root", None)
+        where = root if root is not None else sink.name
         acked = [seg for seg in self._catalogue_rows() if seg["acked_ms"] is not None]
-        # An unplugged NAS or USB disk often leaves its empty mount point: with neither the
-        # archive's marker nor any of its segments there, it is not reachable (not a loss).
-        if not (Path(root) / ARCHIVE_MARKER).exists() and not any((Path(root) / s["name"]).exists() for s in acked):
+        if root is None:  # the back office: it answers, or it is not reachable now
+            reachable = getattr(sink, "reachable", None)
+            if reachable is None or not reachable():
+                summary["why"] = f"{sink.name} does not answer"
+                return summary, []
+        elif not Path(root).is_dir():
+            return summary, []
+        elif not (Path(root) / ARCHIVE_MARKER).exists() and not any((Path(root) / s["name"]).exists() for s in acked):
+            # An unplugged NAS or USB disk often leaves its empty mount point: with neither the
+            # archive's marker nor any of its segments there, it is not reachable (not a loss).
             summary["why"] = f"{root} holds neither the archive's marker nor any of its segments (not mounted?)"
             return summary, []
         summary["reachable"] = True
@@ -556,7 +564,7 @@ class Tiers:
                 "where": "archive",
                 "segment": seg["name"],
                 "device": "archive",
-                "problem": f"the archive's copy in {root} is missing or damaged (its digest differs)",
+                "problem": f"the archive's copy in {where} is missing or damaged (its digest differs)",
             }
             good = next(
                 (path for _, path in self.copies(seg["name"]) if path.is_file() and file_sha256(path) == seg["digest"]),

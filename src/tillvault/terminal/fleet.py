@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tillvault.errors import HostUnavailable, InvalidInput
@@ -59,8 +61,112 @@ def send_health(t: Terminal, url: str, token: str, *, timeout: float = 10.0) -> 
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:300]
+        with exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
         raise InvalidInput(f"the back office refused the report ({exc.code}): {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise HostUnavailable(f"the back office at {url} cannot be reached: {exc}") from None
     return {**answer, "report": report}
+
+
+class BackofficeSink:
+    """The back office as the archive of sealed segments (``init --archive http://...``).
+
+    ``put`` returns only once the back office has committed the segment and echoed its digest:
+    that is the acknowledgement after which the terminal may evict its own copy. The fleet token
+    comes from ``TILLVAULT_BACKOFFICE_TOKEN`` (never from the data folder).
+    """
+
+    def __init__(self, url: str, terminal_id: str, token: str | None, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.terminal_id = terminal_id
+        self.token = token
+        self.timeout = timeout
+        self.name = f"backoffice:{self.url}"
+
+    def _request(
+        self,
+        method: str,
+        name: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[int, bytes, dict[str, str]]:
+        from tillvault.store.archive import ArchiveUnavailable
+
+        if not self.token:
+            raise ArchiveUnavailable("the back office archive needs the fleet token: set TILLVAULT_BACKOFFICE_TOKEN")
+        url = f"{self.url}/api/v1/terminals/{urllib.parse.quote(self.terminal_id)}/segments/{urllib.parse.quote(name)}"
+        request = urllib.request.Request(
+            url + query,
+            data=data,
+            headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read(), dict(exc.headers or {})
+        except (urllib.error.URLError, OSError) as exc:
+            raise ArchiveUnavailable(f"the back office at {self.url} cannot be reached: {exc}") from None
+
+    def reachable(self) -> bool:
+        """True when the back office answers (a segment it does not hold is a 404, an answer too)."""
+        from tillvault.store.archive import ArchiveUnavailable
+
+        try:
+            status, _, _ = self._request("GET", "seg-probe-000000.tvs", query="?meta=true")
+        except ArchiveUnavailable:
+            return False
+        return status in (200, 404)
+
+    def put(self, path: Path, digest: str) -> None:
+        """Send the segment; return once the back office acknowledged it durably.
+
+        :raises ArchiveUnavailable: unreachable, refused, or the acknowledgement does not match.
+        """
+        from tillvault.store.archive import ArchiveUnavailable
+
+        data = Path(path).read_bytes()
+        status, body, _ = self._request(
+            "PUT", Path(path).name, data=data, headers={"X-Digest": digest, "Content-Type": "application/octet-stream"}
+        )
+        if status != 200:
+            raise ArchiveUnavailable(f"the back office refused segment {Path(path).name} ({status}): {body[:200]!r}")
+        answer = json.loads(body)
+        if answer.get("digest") != digest or not self.has(Path(path).name, digest):
+            raise ArchiveUnavailable(f"the back office's acknowledgement of {Path(path).name} does not match")
+
+    def has(self, name: str, digest: str) -> bool:
+        """True when the back office holds ``name`` with that digest, intact."""
+        from tillvault.store.archive import ArchiveUnavailable
+
+        try:
+            status, body, _ = self._request("GET", name, query="?meta=true")
+        except ArchiveUnavailable:
+            return False
+        if status != 200:
+            return False
+        meta = json.loads(body)
+        return bool(meta.get("digest") == digest and meta.get("intact"))
+
+    def fetch(self, name: str, dest: Path, digest: str) -> Path:
+        """Bring ``name`` back to ``dest``, verified (temp file, fsync, rename).
+
+        :raises ArchiveUnavailable: unreachable, not held, or the bytes do not match.
+        """
+        import hashlib
+
+        from tillvault.store.archive import ArchiveUnavailable
+        from tillvault.store.fsutil import write_atomic
+
+        status, body, _ = self._request("GET", name)
+        if status != 200:
+            raise ArchiveUnavailable(f"the back office does not hold segment {name} ({status})")
+        if hashlib.sha256(body).hexdigest() != digest:
+            raise ArchiveUnavailable(f"the back office's copy of {name} does not match its digest")
+        write_atomic(dest, body, mode=0o600)
+        return Path(dest)

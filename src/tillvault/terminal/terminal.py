@@ -170,7 +170,7 @@ class Terminal:
             limits=checked_limits,
             offline={**OfflinePolicy.for_currency(merchant.currency).__dict__, **(offline or {})},
             device_b=str(device_b) if device_b else None,
-            archive=str(archive) if archive else None,
+            archive=str(archive) if archive else None,  # a folder, or the back office's http(s) URL
             retention=RetentionPolicy.from_dict(retention).to_dict(),
             host_tls_ca=str(Path(host_tls_ca).resolve()) if host_tls_ca else None,
         )
@@ -448,9 +448,16 @@ class Terminal:
         rows.sort(key=lambda r: r["invoice"], reverse=True)
         return rows[:limit]
 
-    def archive_sink(self) -> DirectorySink | None:
-        """The configured archive sink, if any."""
-        return DirectorySink(self.config.archive) if self.config.archive else None
+    def archive_sink(self) -> Any:
+        """The configured archive sink, if any: a folder (NAS, USB disk) or the back office (a URL)."""
+        archive = self.config.archive
+        if not archive:
+            return None
+        if archive.startswith(("http://", "https://")):
+            from tillvault.terminal.fleet import BackofficeSink
+
+            return BackofficeSink(archive, self.config.terminal_id, os.environ.get("TILLVAULT_BACKOFFICE_TOKEN"))
+        return DirectorySink(archive)
 
     def purge(self) -> dict[str, int]:
         """Apply retention: customers, delivered outbox messages, old samples, aged caches, old segments."""
