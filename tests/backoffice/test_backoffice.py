@@ -235,6 +235,9 @@ def test_the_back_office_as_the_archive_acknowledges_segments_and_gives_them_bac
             # Evicted only because the back office holds it; fetched back verified when needed.
             assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
             assert not local.exists()
+            # An evicted sale is read from the back office's copy in memory (a refund, a reprint).
+            assert t.find_transaction(invoices[5])["amount"] == 105
+            assert not local.exists(), "nothing written to the terminal's disk"
             t.tiers.fetch(sink, seg["name"])
             assert file_sha256(local) == seg["digest"]
             assert t.find_transaction(invoices[3])["amount"] == 103

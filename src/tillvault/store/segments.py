@@ -393,9 +393,11 @@ def segment_info(path: Path) -> SegmentInfo:
 class _Opened:
     """A parsed segment with its unwrapped data key, decrypting blocks on demand."""
 
-    def __init__(self, path: Path, keyring: KeyRing, dictionaries: Mapping[str, bytes] | None) -> None:
+    def __init__(
+        self, path: Path, keyring: KeyRing, dictionaries: Mapping[str, bytes] | None, data: bytes | None = None
+    ) -> None:
         self.path = Path(path)
-        self.data = _load(self.path)
+        self.data = data if data is not None else _load(self.path)
         self.parsed = _parse(self.data)
         seal = self.parsed.seal
         self.name = self.path.name
@@ -461,16 +463,17 @@ class _Opened:
 
 
 def read_segment(
-    path: Path, keyring: KeyRing, *, dictionaries: Mapping[str, bytes] | None = None
+    path: Path, keyring: KeyRing, *, dictionaries: Mapping[str, bytes] | None = None, data: bytes | None = None
 ) -> list[dict[str, Any]]:
-    """All records of a segment, in the order they were sealed.
+    """All records of a segment, in the order they were sealed (``data``: its bytes, already in
+    memory, e.g. from the back office; ``path`` then only names it).
 
     :raises FileNotFoundError: no file at ``path``.
     :raises SegmentCorrupt: any damage (header, block, digest); nothing is returned.
     :raises KeyRingError: the ring lacks the segment's KEK or holds another key under its id.
     :raises ConfigError: the segment names a zstd dictionary that is not in ``dictionaries``.
     """
-    seg = _Opened(path, keyring, dictionaries)
+    seg = _Opened(path, keyring, dictionaries, data)
     plains = [seg.plaintext(i) for i in range(len(seg.parsed.blocks))]
     if hashlib.sha256(b"".join(plains)).hexdigest() != seg.parsed.seal["plaintext_sha256"]:
         raise SegmentCorrupt(f"segment {seg.name}: plaintext SHA-256 mismatch")
@@ -483,14 +486,19 @@ def read_segment(
 
 
 def find(
-    path: Path, keyring: KeyRing, *, invoice: int, dictionaries: Mapping[str, bytes] | None = None
+    path: Path,
+    keyring: KeyRing,
+    *,
+    invoice: int,
+    dictionaries: Mapping[str, bytes] | None = None,
+    data: bytes | None = None,
 ) -> dict[str, Any] | None:
     """The record with ``invoice``, or ``None``; decrypts only blocks whose invoice range holds it.
 
     :raises SegmentCorrupt: a block it needed is damaged.
     :raises KeyRingError, ConfigError: as :func:`read_segment`.
     """
-    seg = _Opened(path, keyring, dictionaries)
+    seg = _Opened(path, keyring, dictionaries, data)
     for i, entry in enumerate(seg.parsed.blocks):
         lo, hi = entry["min_invoice"], entry["max_invoice"]
         if lo is None or not lo <= invoice <= hi:

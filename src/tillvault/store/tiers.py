@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -359,24 +359,39 @@ class Tiers:
                 return dict(by_invoice[invoice])
         return None
 
-    def _archived(self, sink: ArchiveSink | None, *, from_batch: int = 0) -> Iterator[tuple[dict[str, Any], Path]]:
+    def _archived(
+        self, sink: ArchiveSink | None, *, from_batch: int = 0
+    ) -> Iterator[tuple[dict[str, Any], Path, bytes | None]]:
         """Evicted segments (newest first, batch >= ``from_batch``) whose archive copy verifies,
-        with the copy's path, read where it lies: nothing is written to the terminal's disk."""
+        read where they lie: a folder's copy by its path, the back office's into memory (its
+        digest checked). Nothing is written to the terminal's disk."""
+        if sink is None:
+            return
         root = getattr(sink, "root", None)
-        if sink is None or root is None:
+        read: Callable[[str, str], bytes] | None = getattr(sink, "read", None)
+        if root is None and read is None:
             return
         for seg in reversed(self._catalogue_rows()):
             if seg["local"] or seg["batch"] < from_batch:
                 continue
-            if sink.has(seg["name"], seg["digest"]):
-                yield seg, Path(root) / seg["name"]
+            if root is not None:
+                if sink.has(seg["name"], seg["digest"]):
+                    yield seg, Path(root) / seg["name"], None
+                continue
+            if read is None:
+                continue
+            try:
+                data = read(seg["name"], seg["digest"])
+            except ArchiveUnavailable:
+                continue
+            yield seg, Path(seg["name"]), data
 
     def find_archived(self, invoice: int, sink: ArchiveSink | None) -> dict[str, Any] | None:
         """A transaction of an evicted segment, read from its verified archive copy (a refund of
         a sale settled long ago, a reprint); None when no reachable copy holds it."""
-        for _seg, path in self._archived(sink):
+        for _seg, path, data in self._archived(sink):
             with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
-                rec = find(path, self.keyring, invoice=invoice)
+                rec = find(path, self.keyring, invoice=invoice, data=data)
                 if rec is not None:
                     return rec
         return None
@@ -384,11 +399,11 @@ class Tiers:
     def archived_refunds(self, original_invoice: int, sink: ArchiveSink | None, *, from_batch: int) -> int:
         """Minor units refunded against ``original_invoice`` in evicted segments from ``from_batch`` on."""
         total = 0
-        for _seg, path in self._archived(sink, from_batch=from_batch):
+        for _seg, path, data in self._archived(sink, from_batch=from_batch):
             with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
                 total += sum(
                     r["amount"]
-                    for r in read_segment(path, self.keyring)
+                    for r in read_segment(path, self.keyring, data=data)
                     if r["kind"] == "refund"
                     and r["original_invoice"] == original_invoice
                     and r["status"] in ("approved", "offline_approved")

@@ -153,20 +153,29 @@ class BackofficeSink:
         meta = json.loads(body)
         return bool(meta.get("digest") == digest and meta.get("intact"))
 
-    def fetch(self, name: str, dest: Path, digest: str) -> Path:
-        """Bring ``name`` back to ``dest``, verified (temp file, fsync, rename).
+    def read(self, name: str, digest: str) -> bytes:
+        """The segment's bytes, verified against ``digest``, in memory (nothing written locally).
 
         :raises ArchiveUnavailable: unreachable, not held, or the bytes do not match.
         """
         import hashlib
 
         from tillvault.store.archive import ArchiveUnavailable
-        from tillvault.store.fsutil import write_atomic
 
         status, body, _ = self._request("GET", name)
         if status != 200:
             raise ArchiveUnavailable(f"the back office does not hold segment {name} ({status})")
         if hashlib.sha256(body).hexdigest() != digest:
             raise ArchiveUnavailable(f"the back office's copy of {name} does not match its digest")
+        return body
+
+    def fetch(self, name: str, dest: Path, digest: str) -> Path:
+        """Bring ``name`` back to ``dest``, verified (temp file, fsync, rename).
+
+        :raises ArchiveUnavailable: unreachable, not held, or the bytes do not match.
+        """
+        from tillvault.store.fsutil import write_atomic
+
+        body = self.read(name, digest)
         write_atomic(dest, body, mode=0o600)
         return Path(dest)
