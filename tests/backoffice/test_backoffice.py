@@ -160,10 +160,25 @@ def test_no_token_no_entry_and_a_bad_report_is_named_and_not_stored(service: str
     naive_time = {**health_report(roomy), "reported_at": "2026-12-01T10:00:00"}
     code, answer = _post(service + "/api/v1/health", naive_time)
     assert code == 422 and "UTC offset" in answer["detail"]
-    assert _get(service + "/api/v1/fleet")[1] == []
+    huge = {**health_report(roomy), "used_bytes": 2**70}  # would overflow bigint: refused, named
+    code, answer = _post(service + "/api/v1/health", huge)
+    assert code == 422 and "'used_bytes'" in answer["detail"]
+    assert _post(service + "/api/v1/health", health_report(roomy))[0] == 200, "the month's partition is sound"
+    big = urllib.request.Request(
+        service + "/api/v1/terminals/TVFLEET1/segments/seg-TVFLEET1-000001.tvs",
+        data=b"x" * (64 * 1024 * 1024 + 1),
+        headers={"Authorization": f"Bearer {TOKEN}", "X-Digest": "0" * 64},
+        method="PUT",
+    )
+    with pytest.raises(urllib.error.URLError) as too_big:  # 413 at once, or the rest of the upload cut off
+        urllib.request.urlopen(big, timeout=30)
+    if isinstance(too_big.value, urllib.error.HTTPError):
+        too_big.value.close()
+        assert too_big.value.code == 413
+    _, fleet = _get(service + "/api/v1/fleet")
+    assert [r["terminal_id"] for r in fleet] == ["TVFLEET1"]
     with pytest.raises(Exception, match="refused the report \\(401\\)"):
         send_health(roomy, service, "wrong-token-0123456789")  # named refusal, not a traceback
-    assert _get(service + "/api/v1/fleet")[1] == []
 
 
 def test_the_dashboard_renders_in_a_browser_with_the_fleet_at_risk_first(

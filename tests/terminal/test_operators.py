@@ -133,7 +133,7 @@ def test_the_command_line_asks_for_the_operator_and_pin(make_terminal: Callable[
     added = run("operator", "add", "lee", "--role", "cashier", "--new-pin", "5555", *by_supervisor)
     assert added.returncode == 2 and "needs a manager" in added.stderr + added.stdout
     listed = run("operator", "list", "--json")
-    assert listed.returncode == 0 and '"role": "supervisor"' in listed.stdout
+    assert listed.returncode == 0 and '"role": "supervisor"' in listed.stdout and MANAGER_PIN not in listed.stdout
 
 
 def test_a_retry_returns_the_first_result_even_once_the_operator_is_locked(

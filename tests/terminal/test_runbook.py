@@ -139,5 +139,6 @@ def test_the_command_line_prints_the_plan_and_exits_3_when_something_is_urgent(
     assert out.returncode == 3, out.stderr
     report = json.loads(out.stdout)
     assert report["findings"][0]["code"] == "host_unreachable" and report["findings"][0]["severity"] == "urgent"
+    assert VISA not in out.stdout
     text = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert text.returncode == 3 and "[URGENT]" in text.stdout and "technical support" in text.stdout

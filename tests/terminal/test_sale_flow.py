@@ -428,3 +428,10 @@ def test_rows_of_a_sealed_batch_still_in_the_hot_tier_are_counted_once(
     assert t.refunded_amount(sale.invoice, batch=sale.batch) == 1_000
     assert t.day_total(t.business_date(), card_token=token) == (6_000, 1)
     assert t.refund(3_000, VISA, EXPIRY).status == "approved", "4,000 + 3,000 is within the day's 10,000"
+    # Once the segment leaves the terminal, the lingering rows are what still counts.
+    # (no archive here: the segment is marked evicted by hand, as the ladder would after offload)
+    t.journal.execute_direct("UPDATE segments SET local = 0")
+    t.tiers.forget_catalogue()
+    assert t.unreferenced_refunds(t.business_date(), token) == 7_000
+    assert t.day_total(t.business_date(), card_token=token) == (6_000, 1)
+    assert t.refund(3_001, VISA, EXPIRY).status == "refused", "7,000 + 3,001 is over the day's 10,000"

@@ -315,3 +315,55 @@ def test_a_refund_of_an_evicted_sale_is_bounded_by_the_refunds_the_archive_holds
     assert over.status == "refused" and "exceeds what remains" in over.reason and "7.00" in over.reason
     assert t.refund(700, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
     assert t.refund(1, VISA, EXPIRY, original_invoice=sale.invoice).status == "refused"
+
+
+def test_earlier_refunds_that_cannot_be_read_refuse_the_refund_rather_than_forget_them(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    sale = t.sale(1_000, VISA, EXPIRY)
+    t.settle()  # batch 1: the sale
+    assert t.refund(600, VISA, EXPIRY, original_invoice=sale.invoice).status == "approved"
+    t.settle()  # batch 2: its refund
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 2
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 2
+    first = t.tiers.catalogue()[0]["name"]
+    t.tiers.fetch(sink, first)  # the sale is on the terminal again; its refund only in the archive
+    archive.rename(tmp_path / "nas-unplugged")
+    blind = t.refund(1_000, VISA, EXPIRY, original_invoice=sale.invoice)
+    assert blind.status == "refused" and "cannot all be read" in blind.reason and "connect the archive" in blind.reason
+    (tmp_path / "nas-unplugged").rename(archive)
+    over = t.refund(1_000, VISA, EXPIRY, original_invoice=sale.invoice)
+    assert over.status == "refused" and "exceeds what remains" in over.reason and "4.00" in over.reason
+
+
+def test_an_archive_on_its_own_disk_is_trusted_even_when_emptied_and_an_empty_mount_point_never(
+    make_terminal: Callable[..., Terminal],
+    tmp_path: Path,
+    tmpfs_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    nas = tmpfs_factory("8m")  # a disk of its own, as a NAS or USB disk is
+    t = make_terminal(archive=nas.path)
+    _day(t, 10)
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 1
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
+    for f in nas.path.iterdir():  # the NAS wiped (marker and all): a loss, and said so
+        f.unlink()
+    report = t.scrub()
+    assert not report["ok"] and report["archive"]["reachable"] is True
+    assert "no longer holds this segment" in report["problems"][0]["problem"]
+    # A folder on the terminal's own disk without the marker is an empty mount point: nothing is
+    # sent there, so nothing can be evicted on the strength of it.
+    local = tmp_path / "mnt-nas"
+    local.mkdir()
+    other = make_terminal("other", archive=local)
+    (local / ".tillvault-archive").unlink()  # as if the disk marked at set-up is not mounted now
+    _day(other, 10)
+    report = other.tiers.offload(other.archive_sink())
+    assert report.offloaded == 0 and report.errors and "not mounted" in report.errors[0]
+    assert list(local.iterdir()) == []
+    assert other.scrub()["archive"]["reachable"] is False

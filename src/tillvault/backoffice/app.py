@@ -11,18 +11,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tillvault.backoffice.store import FleetStore
+from tillvault.backoffice.store import SEGMENT_NAME, FleetStore
 from tillvault.errors import InvalidInput
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: The largest health report and sealed segment taken (a segment holds one batch: well under this).
+MAX_REPORT_BYTES = 64 * 1024
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 def _authorized(request: Request, token: str) -> bool:
@@ -58,22 +63,25 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
 
     @app.post("/api/v1/health")
     async def health(request: Request) -> dict[str, Any]:
+        body = await _bounded_body(request, MAX_REPORT_BYTES)
         try:
-            report = await request.json()
+            report = json.loads(body)
         except ValueError:
             raise HTTPException(status_code=400, detail="the body is not JSON") from None
-        try:
-            stored = store.ingest(report)
+        try:  # PostgreSQL is called off the event loop: a slow database stalls this request only
+            stored = await run_in_threadpool(store.ingest, report)
         except InvalidInput as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return {"ok": True, "stored": stored}
 
     @app.put("/api/v1/terminals/{terminal_id}/segments/{name}")
     async def put_segment(terminal_id: str, name: str, request: Request) -> dict[str, Any]:
+        if not SEGMENT_NAME.fullmatch(name):  # refused before a byte of the body is read
+            raise HTTPException(status_code=422, detail=f"{name!r} is not a segment file name")
         digest = request.headers.get("x-digest", "")
-        data = await request.body()
+        data = await _bounded_body(request, MAX_SEGMENT_BYTES)
         try:
-            stored = store.put_segment(terminal_id, name, digest, data)
+            stored = await run_in_threadpool(store.put_segment, terminal_id, name, digest, data)
         except InvalidInput as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         except FileExistsError as exc:
@@ -107,6 +115,20 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         return env.get_template("dashboard.html").render(rows=rows, at_risk=len(at_risk), now=now, mib=1024 * 1024)
 
     return app
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) past ``limit`` bytes, declared or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(status_code=413, detail=f"the body is over {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status_code=413, detail=f"the body is over {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

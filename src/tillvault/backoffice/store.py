@@ -79,17 +79,19 @@ class FleetStore:
             for statement in SCHEMA:
                 conn.execute(statement)
 
-    def _partition(self, conn: psycopg.Connection[dict[str, Any]], day: date) -> None:
+    def _partition(self, conn: psycopg.Connection[dict[str, Any]], day: date) -> str:
+        """Make the month's partition if this process has not seen it; its name (remembered by
+        the caller only once the transaction that made it has committed)."""
         start = day.replace(day=1)
         name = f"health_reports_{start:%Y_%m}"
         if name in self._months:
-            return
+            return name
         end = (start + timedelta(days=32)).replace(day=1)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF health_reports "
             f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
         )
-        self._months.add(name)
+        return name
 
     def ingest(self, report: dict[str, Any]) -> bool:
         """Store one health report; False when it was already stored (a retry).
@@ -97,25 +99,32 @@ class FleetStore:
         :raises InvalidInput: a field missing or of the wrong kind (named).
         """
         row = _validated(report)
-        with self.connect() as conn, conn.transaction():
-            self._partition(conn, row["business_date"])
-            conn.execute(
-                "INSERT INTO terminals (terminal_id, merchant, first_seen, last_seen) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (terminal_id) DO UPDATE SET merchant = EXCLUDED.merchant, "
-                "last_seen = greatest(terminals.last_seen, EXCLUDED.last_seen)",
-                (row["terminal_id"], row["merchant"], row["reported_at"], row["reported_at"]),
-            )
-            cur = conn.execute(
-                "INSERT INTO health_reports (terminal_id, business_date, reported_at, capacity_bytes, used_bytes, "
-                "free_bytes, reserve_bytes, sales_possible, pressure, runway_days, open_batch_count, "
-                "outbox_pending, pending_intents, alerts) "
-                "VALUES (%(terminal_id)s, %(business_date)s, %(reported_at)s, %(capacity_bytes)s, %(used_bytes)s, "
-                "%(free_bytes)s, %(reserve_bytes)s, %(sales_possible)s, %(pressure)s, %(runway_days)s, "
-                "%(open_batch_count)s, %(outbox_pending)s, %(pending_intents)s, %(alerts)s) "
-                "ON CONFLICT DO NOTHING",
-                {**row, "alerts": json.dumps(row["alerts"])},
-            )
-            return cur.rowcount == 1
+        with self.connect() as conn:
+            with conn.transaction():
+                month = self._partition(conn, row["business_date"])
+                stored = self._insert(conn, row)
+            self._months.add(month)
+        return stored
+
+    def _insert(self, conn: psycopg.Connection[dict[str, Any]], row: dict[str, Any]) -> bool:
+        """The terminal's row and the report, in the caller's transaction; False for a retry."""
+        conn.execute(
+            "INSERT INTO terminals (terminal_id, merchant, first_seen, last_seen) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (terminal_id) DO UPDATE SET merchant = EXCLUDED.merchant, "
+            "last_seen = greatest(terminals.last_seen, EXCLUDED.last_seen)",
+            (row["terminal_id"], row["merchant"], row["reported_at"], row["reported_at"]),
+        )
+        cur = conn.execute(
+            "INSERT INTO health_reports (terminal_id, business_date, reported_at, capacity_bytes, used_bytes, "
+            "free_bytes, reserve_bytes, sales_possible, pressure, runway_days, open_batch_count, "
+            "outbox_pending, pending_intents, alerts) "
+            "VALUES (%(terminal_id)s, %(business_date)s, %(reported_at)s, %(capacity_bytes)s, %(used_bytes)s, "
+            "%(free_bytes)s, %(reserve_bytes)s, %(sales_possible)s, %(pressure)s, %(runway_days)s, "
+            "%(open_batch_count)s, %(outbox_pending)s, %(pending_intents)s, %(alerts)s) "
+            "ON CONFLICT DO NOTHING",
+            {**row, "alerts": json.dumps(row["alerts"])},
+        )
+        return cur.rowcount == 1
 
     def fleet(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
         """Each terminal's latest report, most at risk first (pressure, then runway, then silence)."""
@@ -245,11 +254,16 @@ def _validated(report: dict[str, Any]) -> dict[str, Any]:
             if isinstance(a, dict)
         ],
     }
-    for name in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes"):
-        value = need(name, int)
-        if value < 0:
-            raise InvalidInput(f"health report field {name!r} must not be negative")
+    for name in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes", "sales_possible"):
+        value = need(name, int, optional=name == "sales_possible")
+        if value is not None and not 0 <= value < 2**63:
+            raise InvalidInput(f"health report field {name!r} must be between 0 and 2**63-1")
         row[name] = value
-    for name in ("sales_possible", "open_batch_count", "outbox_pending", "pending_intents"):
-        row[name] = need(name, int, optional=True)
+    for name in ("open_batch_count", "outbox_pending", "pending_intents"):
+        value = need(name, int, optional=True)
+        if value is not None and not 0 <= value < 2**31:
+            raise InvalidInput(f"health report field {name!r} must be between 0 and 2**31-1")
+        row[name] = value
+    if not 2000 <= business_date.year <= 2999 or not 2000 <= reported_at.year <= 2999:
+        raise InvalidInput("health report date is out of range (years 2000-2999)")
     return row

@@ -887,16 +887,23 @@ def backoffice_serve(
             f"the back office needs its extras: pip install 'tillvault[backoffice]' ({exc})"
         ) from None
 
+    import re
+
+    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)  # never print the database password
+    host, _, port = listen.rpartition(":")
+
     def build() -> Any:
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInput(f"--listen must be HOST:PORT, e.g. 127.0.0.1:8600, got {listen!r}")
         store = FleetStore(dsn)
         try:
             store.migrate()
         except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
-            raise InvalidInput(f"cannot use PostgreSQL at {dsn!r}: {str(exc).strip().splitlines()[0]}") from None
+            detail = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(exc).strip().splitlines()[0])
+            raise InvalidInput(f"cannot use PostgreSQL at {shown!r}: {detail}") from None
         return create_app(store, token)
 
     app = guarded(build, as_json=False)
-    host, _, port = listen.rpartition(":")
     console.print(f"back office listening on http://{host}:{port}/", highlight=False)
     uvicorn.run(app, host=host, port=int(port), log_level="warning")
 

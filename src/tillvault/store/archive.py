@@ -56,11 +56,46 @@ MARKER = ".tillvault-archive"
 class DirectorySink:
     """A directory as the archive (a mounted NAS or USB disk: the seed's third-party backup)."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, terminal_dev: int | None = None) -> None:
+        """``terminal_dev``: the device number of the terminal's own data folder. Given (as for
+        the configured archive), a folder on that same device without the archive's marker is
+        refused: it is the empty mount point of an unplugged NAS or USB disk, and a copy put there
+        would be the terminal's own disk holding the only copy."""
         self.root = Path(root)
         self.name = f"dir:{self.root}"
+        self.terminal_dev = terminal_dev
 
     def _check(self) -> None:
+        if not self.root.is_dir():
+            raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
+        if self.terminal_dev is not None and not (self.root / MARKER).exists():
+            try:
+                same_disk = os.stat(self.root).st_dev == self.terminal_dev
+            except OSError as exc:
+                raise ArchiveUnavailable(f"archive {self.root} is not available: {exc}") from exc
+            if same_disk:
+                raise ArchiveUnavailable(
+                    f"archive {self.root} is on the terminal's own disk and holds no archive marker: "
+                    "the NAS or USB disk is not mounted there"
+                )
+
+    def reachable(self) -> bool:
+        """True when the archive can take and give segments now."""
+        try:
+            self._check()
+        except ArchiveUnavailable:
+            return False
+        return True
+
+    def mark(self) -> None:
+        """Write the archive's marker (at set-up), so the folder is told apart from an empty mount point."""
+        self._check_exists()
+        marker = self.root / MARKER
+        if not marker.exists():
+            marker.write_text("TillVault archive of sealed segments\n", "utf-8")
+            fsync_dir(self.root)
+
+    def _check_exists(self) -> None:
         if not self.root.is_dir():
             raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
 
@@ -84,7 +119,7 @@ class DirectorySink:
                 os.fsync(dst.fileno())
             os.replace(tmp, target)
             marker = self.root / MARKER
-            if not marker.exists():  # says "this is the archive", so an empty mount point is told apart
+            if self.terminal_dev is not None and not marker.exists():  # the archive (not a device B copy)
                 marker.write_text("TillVault archive of sealed segments\n", "utf-8")
             fsync_dir(self.root)
         except OSError as exc:
@@ -98,6 +133,8 @@ class DirectorySink:
 
     def has(self, name: str, digest: str) -> bool:
         """True when a verified copy is there."""
+        if not self.reachable():
+            return False
         target = self.root / name
         try:
             return target.is_file() and file_sha256(target) == digest

@@ -354,7 +354,8 @@ class Records:
         """Minor units already refunded (approved or in flight) against ``original_invoice``."""
         row = self.journal.conn.execute(
             "SELECT coalesce(sum(amount), 0) FROM transactions WHERE original_invoice = ? AND kind = 'refund' "
-            "AND status IN ('pending', 'approved', 'offline_approved') AND batch NOT IN (SELECT batch FROM segments)",
+            "AND status IN ('pending', 'approved', 'offline_approved') "
+            "AND batch NOT IN (SELECT batch FROM segments WHERE local = 1)",  # lingering rows: counted there
             (original_invoice,),
         ).fetchone()
         return int(row[0])
@@ -381,7 +382,8 @@ class Records:
             return (int(row[0]), int(row[1])) if row is not None else (0, 0)
         row = conn.execute(
             f"SELECT coalesce(sum(amount), 0), count(*) FROM transactions WHERE card_token = ? AND business_date = ? "
-            f"AND {LIVE_SALE} AND batch NOT IN (SELECT batch FROM segments)",  # sealed rows lingering: counted there
+            # Rows of a sealed batch that linger (the purge failed) count in the local segment's aggregates.
+            f"AND {LIVE_SALE} AND batch NOT IN (SELECT batch FROM segments WHERE local = 1)",
             (card_token, business_date),
         ).fetchone()
         return int(row[0]), int(row[1])
@@ -391,7 +393,8 @@ class Records:
         row = self.journal.conn.execute(
             "SELECT coalesce(sum(amount), 0) FROM transactions WHERE card_token = ? AND business_date = ? "
             "AND kind = 'refund' AND original_invoice IS NULL "
-            "AND status IN ('pending', 'approved', 'offline_approved') AND batch NOT IN (SELECT batch FROM segments)",
+            "AND status IN ('pending', 'approved', 'offline_approved') "
+            "AND batch NOT IN (SELECT batch FROM segments WHERE local = 1)",  # lingering rows: counted there
             (card_token, business_date),
         ).fetchone()
         return int(row[0])

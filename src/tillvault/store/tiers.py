@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from tillvault.errors import DeviceFailed, InvalidInput, KeyRingError, StorageError, StorageFull
-from tillvault.store.archive import MARKER as ARCHIVE_MARKER
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
@@ -360,31 +359,36 @@ class Tiers:
         return None
 
     def _archived(
-        self, sink: ArchiveSink | None, *, from_batch: int = 0
+        self, sink: ArchiveSink | None, *, from_batch: int = 0, strict: bool = False
     ) -> Iterator[tuple[dict[str, Any], Path, bytes | None]]:
         """Evicted segments (newest first, batch >= ``from_batch``) whose archive copy verifies,
         read where they lie: a folder's copy by its path, the back office's into memory (its
-        digest checked). Nothing is written to the terminal's disk."""
-        if sink is None:
-            return
+        digest checked). Nothing is written to the terminal's disk.
+
+        :raises ArchiveUnavailable: with ``strict``, a segment that cannot be read (no archive,
+            unreachable, or no verified copy): the caller must not act as if it held nothing.
+        """
         root = getattr(sink, "root", None)
         read: Callable[[str, str], bytes] | None = getattr(sink, "read", None)
-        if root is None and read is None:
-            return
         for seg in reversed(self._catalogue_rows()):
             if seg["local"] or seg["batch"] < from_batch:
                 continue
-            if root is not None:
-                if sink.has(seg["name"], seg["digest"]):
-                    yield seg, Path(root) / seg["name"], None
+            if root is not None and sink is not None and sink.has(seg["name"], seg["digest"]):
+                yield seg, Path(root) / seg["name"], None
                 continue
-            if read is None:
-                continue
-            try:
-                data = read(seg["name"], seg["digest"])
-            except ArchiveUnavailable:
-                continue
-            yield seg, Path(seg["name"]), data
+            if root is None and read is not None:
+                try:
+                    data = read(seg["name"], seg["digest"])
+                except ArchiveUnavailable:
+                    data = None
+                if data is not None:
+                    yield seg, Path(seg["name"]), data
+                    continue
+            if strict:
+                raise ArchiveUnavailable(
+                    f"segment {seg['name']} (batch {seg['batch']}) left the terminal and its archive copy "
+                    "cannot be read now"
+                )
 
     def find_archived(self, invoice: int, sink: ArchiveSink | None) -> dict[str, Any] | None:
         """A transaction of an evicted segment, read from its verified archive copy (a refund of
@@ -397,10 +401,13 @@ class Tiers:
         return None
 
     def archived_refunds(self, original_invoice: int, sink: ArchiveSink | None, *, from_batch: int) -> int:
-        """Minor units refunded against ``original_invoice`` in evicted segments from ``from_batch`` on."""
+        """Minor units refunded against ``original_invoice`` in evicted segments from ``from_batch`` on.
+
+        :raises ArchiveUnavailable: one of those segments cannot be read: the total is unknown.
+        """
         total = 0
-        for _seg, path, data in self._archived(sink, from_batch=from_batch):
-            with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
+        for seg, path, data in self._archived(sink, from_batch=from_batch, strict=True):
+            try:
                 total += sum(
                     r["amount"]
                     for r in read_segment(path, self.keyring, data=data)
@@ -408,6 +415,8 @@ class Tiers:
                     and r["original_invoice"] == original_invoice
                     and r["status"] in ("approved", "offline_approved")
                 )
+            except (FileNotFoundError, StorageError, KeyRingError) as exc:
+                raise ArchiveUnavailable(f"segment {seg['name']} cannot be read from the archive: {exc}") from exc
         return total
 
     def iter_records(self, *, newest_first: bool = True) -> Iterator[dict[str, Any]]:
@@ -554,17 +563,11 @@ class Tiers:
         root = getattr(sink, "root", None)
         where = root if root is not None else sink.name
         acked = [seg for seg in self._catalogue_rows() if seg["acked_ms"] is not None]
-        if root is None:  # the back office: it answers, or it is not reachable now
-            reachable = getattr(sink, "reachable", None)
-            if reachable is None or not reachable():
-                summary["why"] = f"{sink.name} does not answer"
-                return summary, []
-        elif not Path(root).is_dir():
-            return summary, []
-        elif not (Path(root) / ARCHIVE_MARKER).exists() and not any((Path(root) / s["name"]).exists() for s in acked):
-            # An unplugged NAS or USB disk often leaves its empty mount point: with neither the
-            # archive's marker nor any of its segments there, it is not reachable (not a loss).
-            summary["why"] = f"{root} holds neither the archive's marker nor any of its segments (not mounted?)"
+        reachable = getattr(sink, "reachable", None)
+        if reachable is not None and not reachable():
+            # Unplugged, unmounted (an empty mount point on the terminal's own disk), or not
+            # answering: said so, not reported as a loss.
+            summary["why"] = f"{where} is not reachable (not mounted, unplugged, or not answering)"
             return summary, []
         summary["reachable"] = True
         problems: list[dict[str, Any]] = []

@@ -6,7 +6,9 @@ The report names its instant and business date, so a retry is stored once by the
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +19,18 @@ from tillvault.errors import HostUnavailable, InvalidInput
 
 if TYPE_CHECKING:
     from tillvault.terminal.terminal import Terminal
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following one would hand the fleet token to another server."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+#: After the back office failed to answer, calls fail fast for this long (a sale waits on none).
+BACKOFF_S = 30.0
 
 FIELDS = (
     "terminal_id",
@@ -58,14 +72,16 @@ def send_health(t: Terminal, url: str, token: str, *, timeout: float = 10.0) -> 
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             answer: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
             detail = exc.read().decode("utf-8", "replace")[:300]
         raise InvalidInput(f"the back office refused the report ({exc.code}): {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise HostUnavailable(f"the back office at {url} cannot be reached: {exc}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise HostUnavailable(f"the back office at {url} cannot be reached or did not answer: {exc}") from None
+    if not isinstance(answer, dict):
+        raise HostUnavailable(f"the back office at {url} gave an answer that is not TillVault's")
     return {**answer, "report": report}
 
 
@@ -77,12 +93,13 @@ class BackofficeSink:
     comes from ``TILLVAULT_BACKOFFICE_TOKEN`` (never from the data folder).
     """
 
-    def __init__(self, url: str, terminal_id: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, terminal_id: str, token: str | None, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.terminal_id = terminal_id
         self.token = token
         self.timeout = timeout
         self.name = f"backoffice:{self.url}"
+        self._down_until = 0.0
 
     def _request(
         self,
@@ -104,24 +121,43 @@ class BackofficeSink:
             headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
             method=method,
         )
+        if time.monotonic() < self._down_until:
+            raise ArchiveUnavailable(f"the back office at {self.url} did not answer a moment ago")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             with exc:
+                if 300 <= exc.code < 400:
+                    raise ArchiveUnavailable(f"the back office at {self.url} redirects elsewhere: refused") from None
                 return exc.code, exc.read(), dict(exc.headers or {})
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            self._down_until = time.monotonic() + BACKOFF_S
             raise ArchiveUnavailable(f"the back office at {self.url} cannot be reached: {exc}") from None
+
+    @staticmethod
+    def _json(body: bytes) -> dict[str, Any]:
+        from tillvault.store.archive import ArchiveUnavailable
+
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ArchiveUnavailable("the back office gave an answer that is not TillVault's")
+        return answer
 
     def reachable(self) -> bool:
         """True when the back office answers (a segment it does not hold is a 404, an answer too)."""
         from tillvault.store.archive import ArchiveUnavailable
 
         try:
-            status, _, _ = self._request("GET", "seg-probe-000000.tvs", query="?meta=true")
+            status, body, _ = self._request("GET", "seg-probe-000000.tvs", query="?meta=true")
+            if status == 404:  # the back office's own "not held" (another server's 404 is not)
+                return "detail" in self._json(body)
         except ArchiveUnavailable:
             return False
-        return status in (200, 404)
+        return status == 200
 
     def put(self, path: Path, digest: str) -> None:
         """Send the segment; return once the back office acknowledged it durably.
@@ -136,7 +172,7 @@ class BackofficeSink:
         )
         if status != 200:
             raise ArchiveUnavailable(f"the back office refused segment {Path(path).name} ({status}): {body[:200]!r}")
-        answer = json.loads(body)
+        answer = self._json(body)
         if answer.get("digest") != digest or not self.has(Path(path).name, digest):
             raise ArchiveUnavailable(f"the back office's acknowledgement of {Path(path).name} does not match")
 
@@ -150,7 +186,10 @@ class BackofficeSink:
             return False
         if status != 200:
             return False
-        meta = json.loads(body)
+        try:
+            meta = self._json(body)
+        except ArchiveUnavailable:
+            return False
         return bool(meta.get("digest") == digest and meta.get("intact"))
 
     def read(self, name: str, digest: str) -> bytes:

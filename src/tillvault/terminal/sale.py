@@ -40,6 +40,7 @@ from tillvault.errors import (
     TillVaultError,
     TransactionNotFound,
 )
+from tillvault.store.archive import ArchiveUnavailable
 from tillvault.store.journal import WriteContext
 
 if TYPE_CHECKING:
@@ -612,7 +613,13 @@ class SaleFlow:
             return f"invoice {original_invoice:06d} is not an approved sale ({original['kind']}, {original['status']})"
         if original["card_token"] != token:
             return f"the card presented is not the card of invoice {original_invoice:06d}"
-        refunded = self.t.refunded_amount(original_invoice, batch=original["batch"])
+        try:
+            refunded = self.t.refunded_amount(original_invoice, batch=original["batch"])
+        except ArchiveUnavailable as exc:  # earlier refunds may be there: never guess they are not
+            return (
+                f"the refunds already made against invoice {original_invoice:06d} cannot all be read ({exc}); "
+                "connect the archive and try again"
+            )
         if refunded + amount > original["amount"]:
             cur = original["currency"]
             return (

@@ -187,6 +187,10 @@ class Terminal:
         from tillvault.store.devices import write_marker
 
         write_marker(data_dir, terminal_uuid=term_uuid, device="A")
+        if archive and not str(archive).startswith(("http://", "https://")) and Path(archive).is_dir():
+            # Marked now, so an empty mount point left by an unplugged disk is never taken for it.
+            with contextlib.suppress(OSError, TillVaultError):
+                DirectorySink(archive).mark()
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.lock()
         terminal.space.ensure_ballast()
@@ -457,7 +461,7 @@ class Terminal:
             from tillvault.terminal.fleet import BackofficeSink
 
             return BackofficeSink(archive, self.config.terminal_id, os.environ.get("TILLVAULT_BACKOFFICE_TOKEN"))
-        return DirectorySink(archive)
+        return DirectorySink(archive, terminal_dev=os.stat(self.data_dir).st_dev)
 
     def purge(self) -> dict[str, int]:
         """Apply retention: customers, delivered outbox messages, old samples, aged caches, old segments."""
