@@ -65,6 +65,7 @@ from tillvault.sim.workload import (
     day_volume,
     generate_day,
 )
+from tillvault.store.archive import DirectorySink
 from tillvault.store.segments import read_segment
 from tillvault.store.space import MIB, parse_size
 from tillvault.terminal.defaults import DEMO_MERCHANT_QR
@@ -358,6 +359,7 @@ class Simulation:
             clock=self.clock,
         )
         self.t.config.archive = str(self.archive)
+        DirectorySink(self.archive).mark()  # as init does: the archive is told apart from an empty mount point
         self.t.config.batch_max_count = sc.batch_max
         self.t.config.host_timeout_s = 5.0
         self.t.config.save(self.t.data_dir)
