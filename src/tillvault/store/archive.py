@@ -73,6 +73,9 @@ class DirectorySink:
                 same_disk = os.stat(self.root).st_dev == self.terminal_dev
             except OSError as exc:
                 raise ArchiveUnavailable(f"archive {self.root} is not available: {exc}") from exc
+            if same_disk and any(self.root.glob("seg-*.tvs")):
+                self.mark()  # an archive used before markers existed: its segments say what it is
+                return
             if same_disk:
                 raise ArchiveUnavailable(
                     f"archive {self.root} is on the terminal's own disk and holds no archive marker: "
