@@ -279,3 +279,21 @@ def test_the_back_office_as_the_archive_acknowledges_segments_and_gives_them_bac
             assert t.scrub()["archive"]["reachable"] is False
         finally:
             t.close()
+
+
+def test_old_months_of_reports_are_dropped_whole_and_the_fleet_stays(
+    service: str, terminals: list[Terminal], dsn: str
+) -> None:
+    roomy, _ = terminals
+    old = {**health_report(roomy), "business_date": "2024-01-15", "reported_at": "2024-01-15T12:00:00+08:00"}
+    assert _post(service + "/api/v1/health", old)[1]["stored"] is True
+    assert _post(service + "/api/v1/health", health_report(roomy))[1]["stored"] is True
+    store = FleetStore(dsn)
+    assert store.purge(keep_months=13) == ["health_reports_2024_01"]
+    assert store.purge(keep_months=13) == []
+    [latest] = store.fleet()
+    assert (
+        latest["terminal_id"] == "TVFLEET1"
+        and latest["business_date"].isoformat() == health_report(roomy)["business_date"]
+    )
+    assert len(store.history("TVFLEET1", days=10_000)) == 1, "the old month is gone, this month is whole"

@@ -130,10 +130,12 @@ class FleetStore:
         """Each terminal's latest report, most at risk first (pressure, then runway, then silence)."""
         now = now or datetime.now(UTC)
         with self.connect() as conn:
+            # Each terminal's newest report through the primary key (terminal, date, time), newest
+            # first: one short index probe a terminal, however long the history grows.
             rows = conn.execute(
-                "SELECT DISTINCT ON (h.terminal_id) h.*, t.merchant, t.first_seen "
-                "FROM health_reports h JOIN terminals t USING (terminal_id) "
-                "ORDER BY h.terminal_id, h.reported_at DESC"
+                "SELECT h.*, t.merchant, t.first_seen FROM terminals t CROSS JOIN LATERAL ("
+                "  SELECT * FROM health_reports r WHERE r.terminal_id = t.terminal_id "
+                "  ORDER BY r.business_date DESC, r.reported_at DESC LIMIT 1) h"
             ).fetchall()
         out = []
         for r in rows:
@@ -199,6 +201,29 @@ class FleetStore:
         actual = hashlib.sha256(out["data"]).hexdigest() if with_data else bytes(out.pop("actual")).hex()
         out["intact"] = actual == out["digest"]
         return out
+
+    def purge(self, *, keep_months: int = 13) -> list[str]:
+        """Drop the monthly partitions of health reports older than ``keep_months`` whole months
+        (a year and a month by default: a year-on-year look stays possible); their names.
+
+        Dropping a partition is instant and leaves no dead rows behind, which deleting would.
+        """
+        today = datetime.now(UTC).date().replace(day=1)
+        month = today.year * 12 + today.month - 1 - keep_months
+        cutoff = f"health_reports_{month // 12:04d}_{month % 12 + 1:02d}"
+        dropped = []
+        with self.connect() as conn, conn.transaction():
+            parts = conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'health_reports' "
+                "AND p.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+            ).fetchall()
+            for part in sorted(r["relname"] for r in parts):
+                if re.fullmatch(r"health_reports_\d{4}_\d{2}", part) and part < cutoff:
+                    conn.execute(f"DROP TABLE {part}")
+                    dropped.append(part)
+        self._months.difference_update(dropped)
+        return dropped
 
     def history(self, terminal_id: str, *, days: int = 30) -> list[dict[str, Any]]:
         """A terminal's reports of the last ``days`` business days, oldest first."""

@@ -898,6 +898,7 @@ def backoffice_serve(
         store = FleetStore(dsn)
         try:
             store.migrate()
+            store.purge()  # health reports older than a year and a month go, a month at a time
         except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
             detail = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(exc).strip().splitlines()[0])
             raise InvalidInput(f"cannot use PostgreSQL at {shown!r}: {detail}") from None
