@@ -839,7 +839,11 @@ def update_status(as_json: JsonOpt = False) -> None:
 
 BackofficeTokenOpt = Annotated[
     str,
-    typer.Option("--token", envvar="TILLVAULT_BACKOFFICE_TOKEN", help="The fleet token (at least 16 characters)."),
+    typer.Option(
+        "--token",
+        envvar="TILLVAULT_BACKOFFICE_TOKEN",
+        help="The fleet token (at least 16 characters); better from TILLVAULT_BACKOFFICE_TOKEN: an option shows in ps.",
+    ),
 ]
 
 
