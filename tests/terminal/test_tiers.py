@@ -367,3 +367,15 @@ def test_an_archive_on_its_own_disk_is_trusted_even_when_emptied_and_an_empty_mo
     assert report.offloaded == 0 and report.errors and "not mounted" in report.errors[0]
     assert list(local.iterdir()) == []
     assert other.scrub()["archive"]["reachable"] is False
+
+
+def test_init_names_an_archive_folder_that_is_not_there_and_creates_nothing(tmp_path: Path) -> None:
+    from tillvault.errors import InvalidInput
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    with pytest.raises(InvalidInput, match=r"archive folder .*nas does not exist: mount the NAS"):
+        Terminal.init(
+            tmp_path / "t", terminal_id="TVARCH01", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            archive=tmp_path / "nas",
+        )  # fmt: skip
+    assert not (tmp_path / "t").exists() and not (tmp_path / "nas").exists()

@@ -129,6 +129,11 @@ class Terminal:
         if (data_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{data_dir} already holds a terminal; refusing to overwrite it")
         _check_address(host)
+        if archive and not str(archive).startswith(("http://", "https://")) and not Path(archive).is_dir():
+            raise InvalidInput(
+                f"archive folder {archive} does not exist: mount the NAS or USB disk there (or create the "
+                "folder on it) first, or give the back office's http(s) URL"
+            )
         qr = require_valid_qr(merchant_qr)
         merchant = Merchant.from_qr(
             qr,
