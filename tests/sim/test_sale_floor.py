@@ -6,7 +6,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 
-def test_the_bare_sale_costs_less_than_a_simulated_request(load_bench: Callable[[str], ModuleType]) -> None:
+def test_the_floor_bench_times_bare_sales_and_a_simulated_day(load_bench: Callable[[str], ModuleType]) -> None:
     bench = load_bench("sale_floor")
     bare = bench.bare_loop(200)
     assert 0 < bare < 100, "every one of the sales was approved and timed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,16 @@ from tillvault.terminal.defaults import DEMO_HOST, DEMO_MERCHANT_QR, DEMO_TERMIN
 from tillvault.terminal.terminal import Terminal
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _emit(run: Callable[[], Any], as_json: bool, text: Callable[[Any], str]) -> Any:
+    """Run ``run`` guarded; print its result as JSON, or ``text(result)`` for a person."""
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(text(out), highlight=False)
+    return out
 
 
 def _open() -> Terminal:
@@ -621,11 +632,7 @@ def operator_add(
         with Terminal.open(state.data, exclusive=True) as t:
             return t.operators.add(operator_id, role, new_pin, by=by, by_pin=_operator_pin(t, by, pin))
 
-    out = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(out)
-    else:
-        console.print(f"operator {out['operator_id']} added as {out['role']}", highlight=False)
+    _emit(run, as_json, lambda out: f"operator {out['operator_id']} added as {out['role']}")
 
 
 @operator_app.command("pin")
@@ -643,11 +650,7 @@ def operator_pin(
             t.operators.set_pin(operator_id, new_pin, by=by, by_pin=_operator_pin(t, by, pin))
             return {"ok": True, "operator_id": operator_id}
 
-    out = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(out)
-    else:
-        console.print(f"new PIN set for {operator_id}", highlight=False)
+    _emit(run, as_json, lambda out: f"new PIN set for {operator_id}")
 
 
 @operator_app.command("remove")
@@ -664,11 +667,7 @@ def operator_remove(
             t.operators.remove(operator_id, by=by, by_pin=_operator_pin(t, by, pin))
             return {"ok": True, "operator_id": operator_id, "roles_on": t.operators.enabled()}
 
-    out = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(out)
-    else:
-        console.print(f"operator {operator_id} removed", highlight=False)
+    _emit(run, as_json, lambda out: f"operator {operator_id} removed")
 
 
 @operator_app.command("list")
@@ -713,12 +712,7 @@ def update_keygen(
             fh.write(pem)
         return {"private_key": str(out), "public_key": public}
 
-    result = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"private key written to {result['private_key']}; public key:", highlight=False)
-        console.print(result["public_key"], highlight=False)
+    _emit(run, as_json, lambda r: f"private key written to {r['private_key']}; public key:\n{r['public_key']}")
 
 
 @update_app.command("make")
@@ -742,15 +736,14 @@ def update_make(
             raise InvalidInput(f"cannot read the signing key {signing_key}: {exc}") from exc
         return make_update(target, version, key, out, base=base)
 
-    manifest = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(manifest)
-    else:
-        console.print(
-            f"update {manifest['update']}: patch {manifest['patch_size']:,} B for a package of "
-            f"{manifest['target_size']:,} B, written to {out}",
-            highlight=False,
-        )
+    _emit(
+        run,
+        as_json,
+        lambda m: (
+            f"update {m['update']}: patch {m['patch_size']:,} B for a package of {m['target_size']:,} B, "
+            f"written to {out}"
+        ),
+    )
 
 
 @update_app.command("trust")
@@ -768,11 +761,7 @@ def update_trust(
             t.updates.trust(public_key)
             return {"ok": True, "trusted_key": t.config.update_public_key}
 
-    result = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"updates must now be signed by {result['trusted_key']}", highlight=False)
+    _emit(run, as_json, lambda r: f"updates must now be signed by {r['trusted_key']}")
 
 
 @update_app.command("apply")
@@ -792,14 +781,7 @@ def update_apply(
             t.operators.check("update", operator, _operator_pin(t, operator, pin))
             return dict(t.updates.apply(manifest, patch))
 
-    result = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(
-            f"installed {result['version']} ({result['size']:,} B); previous: {result['previous'] or 'none'}",
-            highlight=False,
-        )
+    _emit(run, as_json, lambda r: f"installed {r['version']} ({r['size']:,} B); previous: {r['previous'] or 'none'}")
 
 
 @update_app.command("rollback")
@@ -811,11 +793,7 @@ def update_rollback(operator: OperatorOpt = None, pin: PinOpt = None, as_json: J
             t.operators.check("update", operator, _operator_pin(t, operator, pin))
             return dict(t.updates.rollback())
 
-    result = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"rolled back to {result['version']}", highlight=False)
+    _emit(run, as_json, lambda r: f"rolled back to {r['version']}")
 
 
 @update_app.command("status")
@@ -826,15 +804,14 @@ def update_status(as_json: JsonOpt = False) -> None:
         with _open() as t:
             return dict(t.updates.status())
 
-    result = guarded(run, as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(
-            f"installed: {result['version'] or 'nothing yet'}; an update may take {result['spare_bytes']:,} B now "
-            f"(room for {result['keep_sales']:,} sales kept); trusted key: {result['trusted_key'] or 'none'}",
-            highlight=False,
-        )
+    _emit(
+        run,
+        as_json,
+        lambda r: (
+            f"installed: {r['version'] or 'nothing yet'}; an update may take {r['spare_bytes']:,} B now "
+            f"(room for {r['keep_sales']:,} sales kept); trusted key: {r['trusted_key'] or 'none'}"
+        ),
+    )
 
 
 BackofficeTokenOpt = Annotated[

@@ -65,9 +65,12 @@ class DirectorySink:
         self.name = f"dir:{self.root}"
         self.terminal_dev = terminal_dev
 
-    def _check(self) -> None:
+    def _check_exists(self) -> None:
         if not self.root.is_dir():
             raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
+
+    def _check(self) -> None:
+        self._check_exists()
         if self.terminal_dev is not None and not (self.root / MARKER).exists():
             try:
                 same_disk = os.stat(self.root).st_dev == self.terminal_dev
@@ -93,14 +96,16 @@ class DirectorySink:
     def mark(self) -> None:
         """Write the archive's marker (at set-up), so the folder is told apart from an empty mount point."""
         self._check_exists()
-        marker = self.root / MARKER
-        if not marker.exists():
-            marker.write_text("TillVault archive of sealed segments\n", "utf-8")
+        if self._write_marker():
             fsync_dir(self.root)
 
-    def _check_exists(self) -> None:
-        if not self.root.is_dir():
-            raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
+    def _write_marker(self) -> bool:
+        """Write the marker if it is missing; True when it was written (the folder needs an fsync)."""
+        marker = self.root / MARKER
+        if marker.exists():
+            return False
+        marker.write_text("TillVault archive of sealed segments\n", "utf-8")
+        return True
 
     def put(self, path: Path, digest: str) -> None:
         """Copy, fsync, rename, fsync the folder, then read back and compare the digest.
@@ -121,9 +126,8 @@ class DirectorySink:
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(tmp, target)
-            marker = self.root / MARKER
-            if self.terminal_dev is not None and not marker.exists():  # the archive (not a device B copy)
-                marker.write_text("TillVault archive of sealed segments\n", "utf-8")
+            if self.terminal_dev is not None:  # the archive (not a device B copy): marked with its first segment
+                self._write_marker()
             fsync_dir(self.root)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -509,20 +509,21 @@ class Terminal:
     def host_client(self) -> Any:
         """The ISO 8583 link to the acquirer host (created on first use)."""
         if self._client is None:
-            from tillvault.host.client import HostClient
-
-            context = None
-            if self.config.host_tls_ca:
-                import ssl
-
-                context = ssl.create_default_context(cafile=self.config.host_tls_ca)
-            self._client = HostClient(
-                self.config.host,
-                timeout=self.config.host_timeout_s,
-                connect_timeout=min(3.0, self.config.host_timeout_s),
-                ssl_context=context,
+            self._client = self.new_host_client(
+                timeout=self.config.host_timeout_s, connect_timeout=min(3.0, self.config.host_timeout_s)
             )
         return self._client
+
+    def new_host_client(self, *, timeout: float, connect_timeout: float) -> Any:
+        """A fresh link to the configured host, over TLS when the terminal is set up for it."""
+        from tillvault.host.client import HostClient
+
+        context = None
+        if self.config.host_tls_ca:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.config.host_tls_ca)
+        return HostClient(self.config.host, timeout=timeout, connect_timeout=connect_timeout, ssl_context=context)
 
     def use_host(self, address: str) -> None:
         """Talk to the host at ``address`` from now on (closing the current link)."""
@@ -539,13 +540,14 @@ class Terminal:
 
         return Updates(self)
 
-    def _refusal(self, action: str, operator_id: str | None, pin: str | None, **result: Any) -> Any:
+    def _refusal(
+        self, action: str, operator_id: str | None, pin: str | None, *, idem_key: str | None, **result: Any
+    ) -> Any:
         """A refused result when operator roles are on and this operator may not do ``action``
         (checked before anything is written or sent), else None."""
         from tillvault.errors import PermissionDenied
         from tillvault.terminal.sale import TxResult
 
-        idem_key = result.pop("idem_key", None)
         if not self.operators.enabled():
             return None  # roles off: anyone may (one indexed read a sale)
         if idem_key is not None and self.find_by_idem_key(idem_key) is not None:
