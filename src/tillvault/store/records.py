@@ -70,36 +70,74 @@ STAN_MAX = 999_999
 NOT_IN_LOCAL_SEGMENT = "NOT EXISTS (SELECT 1 FROM segments s WHERE s.batch = transactions.batch AND s.local = 1)"
 
 
-def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = {k: row[k] for k in TX_COLUMNS}
+#: The row as :data:`TX_COLUMNS` in that order (``SELECT *`` would add the checksum).
+_TX_SELECT = "SELECT " + ", ".join(TX_COLUMNS) + " FROM transactions"
+_EXTRA = TX_COLUMNS.index("extra")
+
+
+def _raw_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A ``_TX_SELECT`` row as a dict, ``extra`` still its stored JSON text (what the checksum covers)."""
+    return dict(zip(TX_COLUMNS, row, strict=True))
+
+
+def _row_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A ``_TX_SELECT`` row as the dict callers see (``extra`` decoded)."""
+    out = dict(zip(TX_COLUMNS, row, strict=True))
     if out["extra"] is not None:
-        out["extra"] = decode(out["extra"].encode("utf-8"))
+        out["extra"] = decode(out["extra"])
     return out
 
 
+def _extra_text(extra: Any) -> str | None:
+    return extra if extra is None or isinstance(extra, str) else canonical(extra).decode("utf-8")
+
+
 def _store_row(conn: sqlite3.Connection, tx: dict[str, Any], *, before: dict[str, Any] | None = None) -> None:
-    """Insert ``tx``, or with ``before`` update only the columns that changed (fewer pages per commit)."""
+    """Insert ``tx``, or with ``before`` update only the columns that changed (fewer pages per commit).
+
+    ``extra`` may be a dict or its stored JSON text (a row read with :func:`_raw_row`): text is
+    compared and checksummed as it is, never decoded and encoded again.
+    """
     values = {k: tx.get(k) for k in TX_COLUMNS}
-    if values["extra"] is not None and not isinstance(values["extra"], str):
-        values["extra"] = canonical(values["extra"]).decode("utf-8")
+    values["extra"] = _extra_text(values["extra"])
     checksum = row_checksum(values)
     if before is None:
-        cols = ", ".join((*TX_COLUMNS, "checksum"))
-        marks = ", ".join("?" for _ in range(len(TX_COLUMNS) + 1))
-        conn.execute(
-            f"INSERT INTO transactions ({cols}) VALUES ({marks})",
-            (*(values[k] for k in TX_COLUMNS), checksum),
-        )
+        conn.execute(_TX_INSERT, (*values.values(), checksum))
         return
-    old = {k: before.get(k) for k in TX_COLUMNS}
-    if old["extra"] is not None and not isinstance(old["extra"], str):
-        old["extra"] = canonical(old["extra"]).decode("utf-8")
-    changed = [k for k in TX_COLUMNS if values[k] != old[k] and k != "invoice"]
+    old_extra = _extra_text(before.get("extra"))
+    changed = [k for k in TX_COLUMNS if k != "invoice" and values[k] != (old_extra if k == "extra" else before.get(k))]
     sets = ", ".join(f"{k} = ?" for k in (*changed, "checksum"))
     conn.execute(
         f"UPDATE transactions SET {sets} WHERE invoice = ?",
         (*(values[k] for k in changed), checksum, values["invoice"]),
     )
+
+
+def _change_row(
+    conn: sqlite3.Connection, invoice: int, changes: dict[str, Any], status: str, ts: int
+) -> dict[str, Any]:
+    """Apply ``changes`` and ``status`` to the stored row ``invoice``; the new row (``extra`` decoded).
+
+    :raises TransactionNotFound: no such invoice.
+    """
+    row = conn.execute(f"{_TX_SELECT} WHERE invoice = ?", (invoice,)).fetchone()
+    if row is None:
+        raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
+    before = _raw_row(row)
+    tx = dict(before)
+    tx.update(changes)
+    tx["status"] = status
+    tx["updated_ms"] = ts
+    _store_row(conn, tx, before=before)
+    if isinstance(tx["extra"], str):  # unchanged: still the stored text
+        tx["extra"] = decode(tx["extra"])
+    return tx
+
+
+_TX_INSERT = (
+    f"INSERT INTO transactions ({', '.join((*TX_COLUMNS, 'checksum'))}) "
+    f"VALUES ({', '.join('?' for _ in range(len(TX_COLUMNS) + 1))})"
+)
 
 
 class Records:
@@ -237,15 +275,7 @@ class Records:
 
         def apply(ctx: WriteContext) -> dict[str, Any]:
             conn = ctx.conn
-            row = conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
-            if row is None:
-                raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
-            before = _row_dict(row)
-            tx = dict(before)
-            tx.update(changes)
-            tx["status"] = status
-            tx["updated_ms"] = ts
-            _store_row(conn, tx, before=before)
+            tx = _change_row(conn, invoice, changes, status, ts)
             for message in outbox:
                 self._enqueue(conn, message, ts)
             ctx.emit(event, _event_view(tx))
@@ -259,15 +289,7 @@ class Records:
         """Change another record's status inside a write (e.g. the sale a void cancels), journalled."""
         if status not in STATUSES:
             raise InvalidInput(f"transaction status {status!r} is not one of {', '.join(STATUSES)}")
-        row = ctx.conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
-        if row is None:
-            raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
-        before = _row_dict(row)
-        tx = dict(before)
-        tx.update(changes)
-        tx["status"] = status
-        tx["updated_ms"] = ctx.ts_ms
-        _store_row(ctx.conn, tx, before=before)
+        tx = _change_row(ctx.conn, invoice, changes, status, ctx.ts_ms)
         ctx.emit("status", {"invoice": invoice, "status": status, **changes})
         return tx
 
@@ -319,19 +341,19 @@ class Records:
 
         :raises TransactionNotFound: no such invoice.
         """
-        row = self.journal.conn.execute("SELECT * FROM transactions WHERE invoice = ?", (invoice,)).fetchone()
+        row = self.journal.conn.execute(f"{_TX_SELECT} WHERE invoice = ?", (invoice,)).fetchone()
         if row is None:
             raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
         return _row_dict(row)
 
     def by_idem_key(self, idem_key: str) -> dict[str, Any] | None:
         """The record a caller's idempotency key created, if any."""
-        row = self.journal.conn.execute("SELECT * FROM transactions WHERE idem_key = ?", (idem_key,)).fetchone()
+        row = self.journal.conn.execute(f"{_TX_SELECT} WHERE idem_key = ?", (idem_key,)).fetchone()
         return None if row is None else _row_dict(row)
 
     def list(self, *, batch: int | None = None, status: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
         """Records, newest first, optionally filtered by batch and status."""
-        sql = "SELECT * FROM transactions"
+        sql = _TX_SELECT
         where: builtins.list[str] = []
         args: builtins.list[Any] = []
         if batch is not None:
@@ -367,7 +389,7 @@ class Records:
     def pending(self) -> builtins.list[dict[str, Any]]:
         """Intents without an outcome (what crash recovery must resolve), oldest first."""
         rows = self.journal.conn.execute(
-            "SELECT * FROM transactions INDEXED BY transactions_pending WHERE status = 'pending' ORDER BY invoice"
+            f"{_TX_SELECT} INDEXED BY transactions_pending WHERE status = 'pending' ORDER BY invoice"
         )
         return [_row_dict(r) for r in rows]
 
