@@ -4,6 +4,7 @@ terminals report their storage health; the dashboard puts the one about to fill 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import socket
@@ -25,9 +26,10 @@ uvicorn = pytest.importorskip("uvicorn", reason="the back office extras are not 
 
 from tillvault.backoffice.app import create_app  # noqa: E402
 from tillvault.backoffice.store import FleetStore  # noqa: E402
+from tillvault.errors import HostUnavailable, InvalidInput  # noqa: E402
 from tillvault.sim.report import chromium_args, chromium_path  # noqa: E402
 from tillvault.terminal.defaults import DEMO_MERCHANT_QR  # noqa: E402
-from tillvault.terminal.fleet import health_report, send_health  # noqa: E402
+from tillvault.terminal.fleet import BackofficeSink, check_backoffice_url, health_report, send_health  # noqa: E402
 from tillvault.terminal.terminal import Terminal  # noqa: E402
 
 BASE_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -65,24 +67,41 @@ def dsn() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture
-def service(dsn: str) -> Iterator[str]:
-    """The back office served by uvicorn on a free local port; its base URL."""
+@contextlib.contextmanager
+def _serve(dsn: str, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """The back office served by uvicorn on a free local port (https with ``tls``); its base URL."""
     store = FleetStore(dsn)
     store.migrate()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store, TOKEN), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        create_app(store, TOKEN),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the back office did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def service(dsn: str) -> Iterator[str]:
+    """The back office over plain http on 127.0.0.1 (this machine: allowed); its base URL."""
+    with _serve(dsn) as url:
+        yield url
 
 
 def _get(url: str, token: str | None = TOKEN, *, basic: bool = False) -> tuple[int, Any]:
@@ -297,3 +316,118 @@ def test_old_months_of_reports_are_dropped_whole_and_the_fleet_stays(
         and latest["business_date"].isoformat() == health_report(roomy)["business_date"]
     )
     assert len(store.history("TVFLEET1", days=10_000)) == 1, "the old month is gone, this month is whole"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8600",
+        "http://localhost:8600/",
+        "http://[::1]:8600",
+        "https://bo.example.com",
+        "https://10.0.0.5",
+    ],
+)
+def test_https_anywhere_plain_http_to_this_machine_only(url: str) -> None:
+    assert check_backoffice_url(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://10.0.0.5:8600", "in clear"),
+        ("http://bo.example.com", "in clear"),
+        ("ftp://127.0.0.1/x", "must be https"),
+        ("https://", "must be https"),
+        ("http://127.0.0.1:99999", "not valid"),
+    ],
+)
+def test_a_url_that_would_send_the_token_in_clear_is_refused_by_name(url: str, why: str) -> None:
+    with pytest.raises(InvalidInput, match=why):
+        check_backoffice_url(url)
+
+
+def test_plain_http_across_the_network_sends_nothing_and_evicts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TILLVAULT_BACKOFFICE_TOKEN", TOKEN)
+    with pytest.raises(InvalidInput, match="in clear"):
+        Terminal.init(
+            tmp_path / "t", terminal_id="TVFLEET4", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            archive="http://192.0.2.10:8600",
+        )  # fmt: skip
+    assert not (tmp_path / "t").exists(), "refused before anything was created"
+    t = Terminal.init(tmp_path / "t", terminal_id="TVFLEET4", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    try:
+        began = time.monotonic()
+        with pytest.raises(InvalidInput, match="in clear"):
+            send_health(t, "http://192.0.2.10:8600", TOKEN)
+        # A configuration edited by hand to such a URL: the archive is unreachable, with the reason.
+        t.config.archive = "http://192.0.2.10:8600"
+        sink = t.archive_sink()
+        assert isinstance(sink, BackofficeSink) and not sink.reachable()
+        assert time.monotonic() - began < 2, "refused without trying the network"
+        assert t.scrub()["archive"]["reachable"] is False
+    finally:
+        t.close()
+
+
+def test_the_back_office_over_tls_with_a_private_ca(
+    dsn: str, tmp_path: Path, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.host.process import start_host_process
+
+    cert, _ = tls_files
+    monkeypatch.setenv("TILLVAULT_BACKOFFICE_TOKEN", TOKEN)
+    with (
+        _serve(dsn, tls_files) as url,
+        start_host_process(tmp_path / "host", env={"TILLVAULT_HOST_SECRET": "bo-tls"}) as host,
+    ):
+        assert url.startswith("https://")
+        t = Terminal.init(
+            tmp_path / "t", terminal_id="TVFLEET5", merchant_qr=DEMO_MERCHANT_QR, host=host.address,
+            archive=url, archive_tls_ca=cert,
+        )  # fmt: skip
+        stranger = Terminal.init(
+            tmp_path / "s", terminal_id="TVFLEET6", merchant_qr=DEMO_MERCHANT_QR, host=host.address, archive=url
+        )  # no CA: the back office's certificate is not trusted
+        try:
+            assert t.config.archive_tls_ca == str(cert.resolve())
+            for term in (t, stranger):
+                assert all(term.sale(100 + i, "4111111111111111", "3012").ok for i in range(5))
+                assert term.settle().ok
+            assert t.tiers.offload(t.archive_sink()).offloaded == 1
+            [seg] = t.tiers.catalogue()
+            assert seg["acked_ms"] is not None, "acknowledged over https"
+            assert send_health(t, url, TOKEN)["stored"] is True  # the terminal's CA by default
+            untrusted = stranger.archive_sink()
+            assert not untrusted.reachable()
+            assert stranger.tiers.offload(untrusted).offloaded == 0
+            assert stranger.tiers.evict(untrusted, keep_days=0, now_ms=stranger.now_ms() + 1).evicted == 0
+            with pytest.raises(HostUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+                send_health(stranger, url, TOKEN)
+        finally:
+            t.close()
+            stranger.close()
+    with pytest.raises(InvalidInput, match="--archive-ca"):
+        Terminal.init(
+            tmp_path / "u", terminal_id="TVFLEET7", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            archive="https://127.0.0.1:1", archive_tls_ca=tmp_path / "missing.pem",
+        )  # fmt: skip
+
+
+def test_the_back_office_serves_plain_http_on_this_machine_only(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
+    cmd = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "backoffice", "serve"]
+    dsn = ["--dsn", "postgresql://nobody@127.0.0.1:1/none", "--token", TOKEN]
+    open_lan = subprocess.run([*cmd, *dsn, "--listen", "0.0.0.0:8600"], capture_output=True, text=True, timeout=60)
+    assert open_lan.returncode == 2 and "in clear" in open_lan.stderr + open_lan.stdout
+    half = subprocess.run(
+        [*cmd, *dsn, "--listen", "0.0.0.0:8600", "--tls-cert", str(tls_files[0])], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert half.returncode == 2 and "--tls-cert and --tls-key go together" in half.stderr + half.stdout
+    swapped = subprocess.run(
+        [*cmd, *dsn, "--listen", "0.0.0.0:8600", "--tls-cert", str(tls_files[1]), "--tls-key", str(tls_files[0])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert swapped.returncode == 2 and "TLS cannot load them" in swapped.stderr + swapped.stdout

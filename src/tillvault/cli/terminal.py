@@ -64,6 +64,10 @@ def init(
     host_ca: Annotated[
         Path | None, typer.Option("--host-ca", help="CA certificate (PEM): reach the host over TLS.")
     ] = None,
+    archive_ca: Annotated[
+        Path | None,
+        typer.Option("--archive-ca", help="CA certificate (PEM) of a back office with a private CA (https archive)."),
+    ] = None,
     merchant_id: Annotated[
         str | None, typer.Option("--merchant-id", help="Override the merchant id (field 42).")
     ] = None,
@@ -128,6 +132,7 @@ def init(
             licence_number=licence,
             archive=archive,
             host_tls_ca=host_ca,
+            archive_tls_ca=archive_ca,
             merchant_name=merchant_name,
             merchant_city=merchant_city,
             mcc=mcc,
@@ -827,14 +832,21 @@ BackofficeTokenOpt = Annotated[
 def report(
     to: Annotated[str, typer.Option("--to", envvar="TILLVAULT_BACKOFFICE_URL", help="The back office's URL.")],
     token: BackofficeTokenOpt,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="CA certificate (PEM) of a back office with a private CA (default: --archive-ca's)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send this terminal's storage health to the fleet back office (no card or customer data)."""
+    """Send this terminal's storage health to the fleet back office (no card or customer data).
+
+    Over https (plain http only to a back office on this machine: the token would cross the network in clear).
+    """
     from tillvault.terminal.fleet import send_health
 
     def run() -> dict[str, Any]:
         with _open() as t:
-            return send_health(t, to, token)
+            return send_health(t, to, token, ca=str(ca) if ca else None)
 
     out = guarded(run, as_json=as_json)
     if as_json:
@@ -856,8 +868,16 @@ def backoffice_serve(
     ] = "postgresql://postgres@127.0.0.1:5432/test",
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:8600",
     token: BackofficeTokenOpt = "",
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve https (needs --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
 ) -> None:
-    """Serve the back office: terminals POST health, people read the dashboard at /."""
+    """Serve the back office: terminals POST health, people read the dashboard at /.
+
+    Every request carries the fleet token: off this machine, serve https (--tls-cert, --tls-key)
+    or listen on 127.0.0.1 behind a TLS proxy. Plain http on another address is refused.
+    """
     try:
         import uvicorn
 
@@ -876,6 +896,7 @@ def backoffice_serve(
     def build() -> Any:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InvalidInput(f"--listen must be HOST:PORT, e.g. 127.0.0.1:8600, got {listen!r}")
+        check_tls(host.strip("[]"), tls_cert, tls_key)
         store = FleetStore(dsn)
         try:
             store.migrate()
@@ -886,8 +907,44 @@ def backoffice_serve(
         return create_app(store, token)
 
     app = guarded(build, as_json=False)
-    console.print(f"back office listening on http://{host}:{port}/", highlight=False)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    scheme = "https" if tls_cert else "http"
+    console.print(f"back office listening on {scheme}://{host}:{port}/", highlight=False)
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+
+
+def check_tls(host: str, cert: Path | None, key: Path | None) -> None:
+    """The back office's TLS options, checked before anything starts.
+
+    :raises InvalidInput: one of the pair without the other, a pair TLS cannot load, or plain
+        http on an address other than this machine's (the fleet token would travel in clear).
+    """
+    import ipaddress
+    import ssl
+
+    if (cert is None) != (key is None):
+        raise InvalidInput("--tls-cert and --tls-key go together")
+    if cert is not None and key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(f"--tls-cert {cert} with --tls-key {key}: TLS cannot load them ({exc})") from None
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidInput(
+            f"--listen {host}: plain http there would take the fleet token in clear from the network; give "
+            "--tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy"
+        )
 
 
 def register_sales(app: typer.Typer) -> None:

@@ -45,8 +45,10 @@ class TerminalConfig:
     limits: dict[str, Any] = field(default_factory=dict)
     offline: dict[str, Any] = field(default_factory=lambda: asdict(OfflinePolicy()))
     device_b: str | None = None
-    #: Archive sink for sealed segments (a directory: NAS or USB disk), or None.
+    #: Archive sink for sealed segments (a directory: NAS or USB disk, or the back office's URL), or None.
     archive: str | None = None
+    #: CA certificate (PEM) of a back office with a private CA (archive and health reports); None: the system's.
+    archive_tls_ca: str | None = None
     #: Retention per data category (see :class:`tillvault.store.retention.RetentionPolicy`).
     retention: dict[str, Any] = field(default_factory=dict)
     #: The open batch is settled (or the merchant told to) when it reaches this count.

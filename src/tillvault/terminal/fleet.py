@@ -2,12 +2,20 @@
 
 What is sent: sizes, pressure, runway, counts and device alerts; no card data, no customer data.
 The report names its instant and business date, so a retry is stored once by the back office.
+
+Every request carries the fleet token, so the back office is reached over TLS (its certificate
+checked against the system's CAs, or a private CA given as ``ca``); plain http is for a back
+office on this very machine only (127.0.0.1, ::1, localhost): anywhere else the token would
+cross the network in clear.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import ipaddress
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +36,56 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def check_backoffice_url(url: str) -> str:
+    """``url`` without its trailing slash, once it is an https URL, or http to this machine.
+
+    :raises InvalidInput: another scheme, no host, or plain http across the network.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise InvalidInput(f"the back office URL {url!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidInput(f"the back office URL must be https://HOST[:PORT], got {url!r}")
+    if parts.scheme == "http" and not _loopback(host):
+        raise InvalidInput(
+            f"the back office at {url} would get the fleet token in clear across the network: use https:// "
+            "(serve it with --tls-cert and --tls-key; a private CA goes to terminals with --archive-ca or "
+            "--ca); plain http is for a back office on this machine only (127.0.0.1, ::1, localhost)"
+        )
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_ca_file(path: str | Path, option: str) -> str:
+    """The absolute path of a PEM CA certificate file that TLS can load.
+
+    :raises InvalidInput: naming ``option`` and why the file cannot serve.
+    """
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(f"{option} {path}: not a readable PEM CA certificate ({exc})") from None
+    return str(Path(path).resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _opener(ca: str | None) -> urllib.request.OpenerDirector:
+    """Redirects refused; TLS checked against ``ca`` (a PEM file) or else the system's CAs."""
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
+
+
 #: After the back office failed to answer, calls fail fast for this long (a sale waits on none).
 BACKOFF_S = 30.0
 
@@ -58,12 +115,18 @@ def health_report(t: Terminal) -> dict[str, Any]:
     return report
 
 
-def send_health(t: Terminal, url: str, token: str, *, timeout: float = 10.0) -> dict[str, Any]:
+def send_health(t: Terminal, url: str, token: str, *, ca: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
     """Send the health report to the back office at ``url``; returns its answer.
 
-    :raises InvalidInput: the back office refused the report or the token.
+    ``ca``: a PEM CA certificate the back office's TLS certificate must chain to (default: the
+    terminal's ``archive_tls_ca``, else the system's CAs).
+
+    :raises InvalidInput: a URL that would send the token in clear, a bad CA file, or the back
+        office refused the report or the token.
     :raises HostUnavailable: the back office cannot be reached.
     """
+    url = check_backoffice_url(url)
+    ca = check_ca_file(ca, "--ca") if ca else t.config.archive_tls_ca
     report = health_report(t)
     request = urllib.request.Request(
         url.rstrip("/") + "/api/v1/health",
@@ -72,7 +135,7 @@ def send_health(t: Terminal, url: str, token: str, *, timeout: float = 10.0) -> 
         method="POST",
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with _opener(ca).open(request, timeout=timeout) as response:
             answer: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -90,16 +153,27 @@ class BackofficeSink:
 
     ``put`` returns only once the back office has committed the segment and echoed its digest:
     that is the acknowledgement after which the terminal may evict its own copy. The fleet token
-    comes from ``TILLVAULT_BACKOFFICE_TOKEN`` (never from the data folder).
+    comes from ``TILLVAULT_BACKOFFICE_TOKEN`` (never from the data folder); ``ca`` is the PEM CA
+    certificate of a back office with a private CA. A URL that would send the token in clear
+    (http across the network) makes the archive unreachable, with the reason: nothing is sent
+    and nothing is evicted.
     """
 
-    def __init__(self, url: str, terminal_id: str, token: str | None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, terminal_id: str, token: str | None, *, ca: str | None = None, timeout: float = 10.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.terminal_id = terminal_id
         self.token = token
+        self.ca = ca
         self.timeout = timeout
         self.name = f"backoffice:{self.url}"
         self._down_until = 0.0
+        try:
+            check_backoffice_url(url)
+            self._refusal = ""
+        except InvalidInput as exc:
+            self._refusal = str(exc)
 
     def _request(
         self,
@@ -112,6 +186,8 @@ class BackofficeSink:
     ) -> tuple[int, bytes, dict[str, str]]:
         from tillvault.store.archive import ArchiveUnavailable
 
+        if self._refusal:
+            raise ArchiveUnavailable(self._refusal)
         if not self.token:
             raise ArchiveUnavailable("the back office archive needs the fleet token: set TILLVAULT_BACKOFFICE_TOKEN")
         url = f"{self.url}/api/v1/terminals/{urllib.parse.quote(self.terminal_id)}/segments/{urllib.parse.quote(name)}"
@@ -124,7 +200,7 @@ class BackofficeSink:
         if time.monotonic() < self._down_until:
             raise ArchiveUnavailable(f"the back office at {self.url} did not answer a moment ago")
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
+            with _opener(self.ca).open(request, timeout=self.timeout) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             with exc:

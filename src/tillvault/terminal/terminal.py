@@ -117,6 +117,7 @@ class Terminal:
         archive: str | Path | None = None,
         retention: dict[str, Any] | None = None,
         host_tls_ca: str | Path | None = None,
+        archive_tls_ca: str | Path | None = None,
         clock: Clock = system_clock,
     ) -> Terminal:
         """Create a terminal in ``data_dir``: configuration, key ring (elsewhere), journal, reserve.
@@ -129,6 +130,14 @@ class Terminal:
         if (data_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{data_dir} already holds a terminal; refusing to overwrite it")
         _check_address(host)
+        if archive and str(archive).startswith(("http://", "https://")):
+            from tillvault.terminal.fleet import check_backoffice_url
+
+            check_backoffice_url(str(archive))  # never the fleet token in clear across the network
+        if archive_tls_ca:
+            from tillvault.terminal.fleet import check_ca_file
+
+            archive_tls_ca = check_ca_file(archive_tls_ca, "--archive-ca")
         if archive and not str(archive).startswith(("http://", "https://")) and not Path(archive).is_dir():
             raise InvalidInput(
                 f"archive folder {archive} does not exist: mount the NAS or USB disk there (or create the "
@@ -178,6 +187,7 @@ class Terminal:
             archive=str(archive) if archive else None,  # a folder, or the back office's http(s) URL
             retention=RetentionPolicy.from_dict(retention).to_dict(),
             host_tls_ca=str(Path(host_tls_ca).resolve()) if host_tls_ca else None,
+            archive_tls_ca=str(archive_tls_ca) if archive_tls_ca else None,
         )
         if device_b:
             from tillvault.store.devices import write_marker
@@ -465,7 +475,12 @@ class Terminal:
         if archive.startswith(("http://", "https://")):
             from tillvault.terminal.fleet import BackofficeSink
 
-            return BackofficeSink(archive, self.config.terminal_id, os.environ.get("TILLVAULT_BACKOFFICE_TOKEN"))
+            return BackofficeSink(
+                archive,
+                self.config.terminal_id,
+                os.environ.get("TILLVAULT_BACKOFFICE_TOKEN"),
+                ca=self.config.archive_tls_ca,
+            )
         return DirectorySink(archive, terminal_dev=os.stat(self.data_dir).st_dev)
 
     def purge(self) -> dict[str, int]:
