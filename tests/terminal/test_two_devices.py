@@ -253,7 +253,10 @@ def test_device_a_gone_read_only_fails_over_to_b_from_the_command_line(tmpfs_fac
 @pytest.mark.parametrize("a_after", ["re-copied", "left behind"])
 def test_a_process_opened_before_another_failed_over_follows_it(tmpfs_factory, host: HostProcess, a_after: str) -> None:  # type: ignore[no-untyped-def]
     a, b = tmpfs_factory("16m"), tmpfs_factory("16m")
-    t = _make(a.path, b.path, host, "TV2DEV09")
+    # Its own terminal id per case: the module's host rightly takes a reused id + STAN as a duplicate
+    # (94) once the local time in field 12 has moved on a second, and replays the first case's answers
+    # when it has not (the second case then never reached the host at all).
+    t = _make(a.path, b.path, host, "TV2DEV09" if a_after == "re-copied" else "TV2DEV11")
     first = _sell(t, 2)
     t.close()
     reader = Terminal.open(a.path / "data")  # opened on A, with B in step
