@@ -431,3 +431,67 @@ def test_the_back_office_serves_plain_http_on_this_machine_only(tmp_path: Path, 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert swapped.returncode == 2 and "TLS cannot load them" in swapped.stderr + swapped.stdout
+
+
+def _put_segment(service: str, terminal_id: str, name: str, data: bytes, token: str) -> int:
+    import hashlib
+
+    request = urllib.request.Request(
+        f"{service}/api/v1/terminals/{terminal_id}/segments/{name}",
+        data=data,
+        headers={"Authorization": f"Bearer {token}", "X-Digest": hashlib.sha256(data).hexdigest()},
+        method="PUT",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return int(exc.code)
+
+
+def test_a_terminal_token_opens_that_terminal_only(service: str, dsn: str, terminals: list[Terminal]) -> None:
+    store = FleetStore(dsn)
+    roomy, tight = terminals
+    mine, theirs = store.enrol("TVFLEET1"), store.enrol("TVFLEET2")
+    assert mine.startswith("tvt_") and mine != theirs
+    assert _post(service + "/api/v1/health", health_report(roomy), token=mine) == (200, {"ok": True, "stored": True})
+    code, body = _post(service + "/api/v1/health", health_report(tight), token=mine)
+    assert code == 403 and "TVFLEET1" in body["detail"], "a report in another terminal's name"
+    for path, basic in (("/api/v1/fleet", False), ("/api/v1/terminals/TVFLEET2/history", False), ("/", True)):
+        assert _get(service + path, mine, basic=basic)[0] == 403, path
+    segment = "/api/v1/terminals/{}/segments/seg-{}-000001.tvs"
+    assert _put_segment(service, "TVFLEET1", "seg-TVFLEET1-000001.tvs", b"sealed bytes", mine) == 200
+    assert _get(service + segment.format("TVFLEET1", "TVFLEET1") + "?meta=true", mine)[0] == 200
+    assert _put_segment(service, "TVFLEET2", "seg-TVFLEET2-000001.tvs", b"overwrite", mine) == 403
+    assert _get(service + segment.format("TVFLEET2", "TVFLEET2") + "?meta=true", mine)[0] == 403
+    assert _get(service + "/api/v1/fleet")[0] == 200, "the fleet token still opens everything"
+    # Enrolled again: the old token stops at once; revoked: nothing opens; a made-up one neither.
+    again = store.enrol("TVFLEET1")
+    assert _post(service + "/api/v1/health", health_report(roomy), token=mine)[0] == 401
+    assert _post(service + "/api/v1/health", health_report(roomy), token=again)[0] == 200
+    assert store.revoke("TVFLEET1") and not store.revoke("TVFLEET1")
+    assert _post(service + "/api/v1/health", health_report(roomy), token=again)[0] == 401
+    assert _get(service + "/api/v1/fleet", "tvt_" + "A" * 43)[0] == 401
+    with pytest.raises(InvalidInput, match="not a terminal id"):
+        store.enrol("no/slashes/here")
+
+
+def test_enrol_and_revoke_from_the_command_line(service: str, dsn: str) -> None:
+    cmd = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "backoffice"]
+    enrolled = subprocess.run(
+        [*cmd, "enrol", "TVFLEET9", "--dsn", dsn, "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    token = json.loads(enrolled.stdout)["token"]
+    assert BackofficeSink(service, "TVFLEET9", token).reachable()
+    assert not BackofficeSink(service, "TVFLEET8", token).reachable(), "another terminal's archive"
+    revoked = subprocess.run([*cmd, "revoke", "TVFLEET9", "--dsn", dsn], capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0 and "token revoked" in revoked.stdout
+    assert not BackofficeSink(service, "TVFLEET9", token).reachable()
+    down = subprocess.run(
+        [*cmd, "enrol", "TVFLEET9", "--dsn", "postgresql://someone:secret@127.0.0.1:1/none"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert down.returncode == 2 and "cannot use PostgreSQL" in down.stderr + down.stdout
+    assert "secret" not in down.stderr + down.stdout, "the password is never printed"

@@ -1,9 +1,11 @@
 """The back office's HTTP service (FastAPI): health ingestion, the fleet as JSON, the dashboard.
 
-Every request needs the fleet token, as ``Authorization: Bearer <token>`` (terminals, scripts)
-or HTTP Basic with the token as password (a browser on the dashboard); it is compared in
-constant time. No card data ever reaches the back office: a health report holds sizes,
-pressure, runway, counts and device alerts.
+Every request needs a token, as ``Authorization: Bearer <token>`` (terminals, scripts) or HTTP
+Basic with the token as password (a browser on the dashboard). The fleet token (compared in
+constant time) opens everything. A terminal's own token (``tillvault backoffice enrol``) opens
+only that terminal's health reports and segments: anything else is refused (403). No card data
+ever reaches the back office: a health report holds sizes, pressure, runway, counts and device
+alerts, and a segment is encrypted with a key the back office never sees.
 """
 
 from __future__ import annotations
@@ -30,18 +32,33 @@ MAX_REPORT_BYTES = 64 * 1024
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
-def _authorized(request: Request, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    given = ""
+def _given_token(request: Request) -> str:
+    """The token the request carries (Bearer, or Basic's password), or ""."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        given = value.strip()
-    elif scheme.lower() == "basic":
+        return value.strip()
+    if scheme.lower() == "basic":
         try:
-            given = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
         except (binascii.Error, UnicodeDecodeError):
-            return False
-    return bool(given) and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
+            return ""
+    return ""
+
+
+def _terminal_route(request: Request) -> bool:
+    """True for what a terminal's own token may ask for: send its health, keep and read its segments."""
+    path = request.url.path
+    if path == "/api/v1/health":
+        return request.method == "POST"
+    parts = path.split("/")
+    return len(parts) == 7 and parts[1:4] == ["api", "v1", "terminals"] and parts[5] == "segments"
+
+
+def _may(request: Request, terminal_id: object) -> None:
+    """Refuse (403) a terminal's token reaching another terminal's data."""
+    own = getattr(request.state, "terminal", None)
+    if own is not None and own != terminal_id:
+        raise HTTPException(status_code=403, detail=f"terminal {own}'s token opens no other terminal's data")
 
 
 def create_app(store: FleetStore, token: str) -> FastAPI:
@@ -53,12 +70,23 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        if not _authorized(request, token):
+        given = _given_token(request)
+        request.state.terminal = None
+        if given and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+            return await call_next(request)  # the fleet token: everything
+        terminal = await run_in_threadpool(store.terminal_for_token, given) if given.startswith("tvt_") else None
+        if terminal is None:
             return JSONResponse(
-                {"error": "the fleet token is missing or wrong"},
+                {"error": "the token is missing or wrong (the fleet token, or a terminal's own)"},
                 status_code=401,
                 headers={"WWW-Authenticate": 'Basic realm="TillVault back office"'},
             )
+        if not _terminal_route(request):
+            return JSONResponse(
+                {"error": f"terminal {terminal}'s token opens only its health reports and segments"},
+                status_code=403,
+            )
+        request.state.terminal = terminal
         return await call_next(request)
 
     @app.post("/api/v1/health")
@@ -68,6 +96,7 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
             report = json.loads(body)
         except ValueError:
             raise HTTPException(status_code=400, detail="the body is not JSON") from None
+        _may(request, report.get("terminal_id") if isinstance(report, dict) else None)
         try:  # PostgreSQL is called off the event loop: a slow database stalls this request only
             stored = await run_in_threadpool(store.ingest, report)
         except InvalidInput as exc:
@@ -78,6 +107,7 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
     async def put_segment(terminal_id: str, name: str, request: Request) -> dict[str, Any]:
         if not SEGMENT_NAME.fullmatch(name):  # refused before a byte of the body is read
             raise HTTPException(status_code=422, detail=f"{name!r} is not a segment file name")
+        _may(request, terminal_id)
         digest = request.headers.get("x-digest", "")
         data = await _bounded_body(request, MAX_SEGMENT_BYTES)
         try:
@@ -89,7 +119,8 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         return {"ok": True, "stored": stored, "name": name, "digest": digest}
 
     @app.get("/api/v1/terminals/{terminal_id}/segments/{name}")
-    def get_segment(terminal_id: str, name: str, meta: bool = False) -> Any:
+    def get_segment(terminal_id: str, name: str, request: Request, meta: bool = False) -> Any:
+        _may(request, terminal_id)
         held = store.segment(terminal_id, name, with_data=not meta)
         if held is None:
             raise HTTPException(status_code=404, detail=f"no segment {name} of {terminal_id} here")

@@ -1,4 +1,8 @@
-"""The back office's PostgreSQL store: terminals and their health reports.
+"""The back office's PostgreSQL store: terminals, their health reports, their segments, their tokens.
+
+A terminal enrolled with :meth:`FleetStore.enrol` has a token of its own, kept as its SHA-256 (the
+token is 256 random bits: no salt or slow hash needed): with it a terminal reaches its own reports
+and segments and nothing else, so a lost or stolen terminal endangers no other terminal's data.
 
 ``health_reports`` is partitioned by business date (a month a partition, made on first use) and
 keyed by (terminal, business date, report time), so a report sent twice is stored once
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -57,7 +62,15 @@ SCHEMA = [
         received_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (terminal_id, name)
     )""",
+    """CREATE TABLE IF NOT EXISTS terminal_tokens (
+        token_sha256 bytea PRIMARY KEY,
+        terminal_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX IF NOT EXISTS terminal_tokens_terminal ON terminal_tokens (terminal_id)",
 ]
+#: A terminal id as field 41 carries it (what a token may be issued for).
+TERMINAL_ID = re.compile(r"[A-Za-z0-9 ._-]{1,16}")
 #: A sealed segment's file name (``seg-<terminal>-<batch>.tvs``): no path, nothing else.
 SEGMENT_NAME = re.compile(r"seg-[A-Za-z0-9 ._-]{1,16}-[0-9]{6}\.tvs")
 
@@ -125,6 +138,38 @@ class FleetStore:
             {**row, "alerts": json.dumps(row["alerts"])},
         )
         return cur.rowcount == 1
+
+    def enrol(self, terminal_id: str) -> str:
+        """Issue ``terminal_id`` a token of its own (shown once; only its hash is kept). A terminal
+        enrolled again gets a new token and its old one stops working at once.
+
+        :raises InvalidInput: not a terminal id.
+        """
+        if not TERMINAL_ID.fullmatch(terminal_id):
+            raise InvalidInput(f"{terminal_id!r} is not a terminal id (1-16 letters, digits, space . _ -)")
+        token = "tvt_" + secrets.token_urlsafe(32)
+        with self.connect() as conn, conn.transaction():
+            conn.execute("DELETE FROM terminal_tokens WHERE terminal_id = %s", (terminal_id,))
+            conn.execute(
+                "INSERT INTO terminal_tokens (token_sha256, terminal_id) VALUES (%s, %s)",
+                (hashlib.sha256(token.encode()).digest(), terminal_id),
+            )
+        return token
+
+    def revoke(self, terminal_id: str) -> bool:
+        """Withdraw ``terminal_id``'s token; False when it had none."""
+        with self.connect() as conn, conn.transaction():
+            cur = conn.execute("DELETE FROM terminal_tokens WHERE terminal_id = %s", (terminal_id,))
+        return cur.rowcount > 0
+
+    def terminal_for_token(self, token: str) -> str | None:
+        """The terminal whose token this is, or None (looked up by the token's hash)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT terminal_id FROM terminal_tokens WHERE token_sha256 = %s",
+                (hashlib.sha256(token.encode("utf-8", "replace")).digest(),),
+            ).fetchone()
+        return None if row is None else str(row["terminal_id"])
 
     def fleet(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
         """Each terminal's latest report, most at risk first (pressure, then runway, then silence)."""

@@ -857,15 +857,18 @@ def report(
         console.print(f"reported {r['terminal_id']}: pressure {r['pressure']}, runway {r['runway_days']}{again}")
 
 
+BackofficeDsnOpt = Annotated[
+    str,
+    typer.Option("--dsn", envvar="TILLVAULT_BACKOFFICE_DSN", help="PostgreSQL connection string."),
+]
+
+
 backoffice_app = typer.Typer(help="The fleet back office (PostgreSQL): health reports and a dashboard.")
 
 
 @backoffice_app.command("serve")
 def backoffice_serve(
-    dsn: Annotated[
-        str,
-        typer.Option("--dsn", envvar="TILLVAULT_BACKOFFICE_DSN", help="PostgreSQL connection string."),
-    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    dsn: BackofficeDsnOpt = "postgresql://postgres@127.0.0.1:5432/test",
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:8600",
     token: BackofficeTokenOpt = "",
     tls_cert: Annotated[
@@ -882,29 +885,18 @@ def backoffice_serve(
         import uvicorn
 
         from tillvault.backoffice.app import create_app
-        from tillvault.backoffice.store import FleetStore
     except ImportError as exc:
         raise typer.BadParameter(
             f"the back office needs its extras: pip install 'tillvault[backoffice]' ({exc})"
         ) from None
 
-    import re
-
-    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)  # never print the database password
     host, _, port = listen.rpartition(":")
 
     def build() -> Any:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InvalidInput(f"--listen must be HOST:PORT, e.g. 127.0.0.1:8600, got {listen!r}")
         check_tls(host.strip("[]"), tls_cert, tls_key)
-        store = FleetStore(dsn)
-        try:
-            store.migrate()
-            store.purge()  # health reports older than a year and a month go, a month at a time
-        except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
-            detail = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(exc).strip().splitlines()[0])
-            raise InvalidInput(f"cannot use PostgreSQL at {shown!r}: {detail}") from None
-        return create_app(store, token)
+        return create_app(_fleet_store(dsn, purge=True), token)
 
     app = guarded(build, as_json=False)
     scheme = "https" if tls_cert else "http"
@@ -917,6 +909,62 @@ def backoffice_serve(
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
     )
+
+
+def _fleet_store(dsn: str, *, purge: bool = False) -> Any:
+    """The back office's store on ``dsn``, its tables made (and old months dropped with ``purge``).
+
+    :raises InvalidInput: the extras are missing, or PostgreSQL cannot be used (password never shown).
+    """
+    import re
+
+    try:
+        from tillvault.backoffice.store import FleetStore
+    except ImportError as exc:
+        raise InvalidInput(f"the back office needs its extras: pip install 'tillvault[backoffice]' ({exc})") from None
+    hide = r"(://[^:/@]*:)[^@]*@"  # never print the database password
+    store = FleetStore(dsn)
+    try:
+        store.migrate()
+        if purge:
+            store.purge()  # health reports older than a year and a month go, a month at a time
+    except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
+        shown, detail = (re.sub(hide, r"\1***@", text) for text in (dsn, str(exc).strip().splitlines()[0]))
+        raise InvalidInput(f"cannot use PostgreSQL at {shown!r}: {detail}") from None
+    return store
+
+
+@backoffice_app.command("enrol")
+def backoffice_enrol(
+    terminal_id: Annotated[str, typer.Argument(help="The terminal id (field 41).")],
+    dsn: BackofficeDsnOpt = "postgresql://postgres@127.0.0.1:5432/test",
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a terminal a token of its own (printed once): it opens that terminal's reports and segments only.
+
+    Set it as TILLVAULT_BACKOFFICE_TOKEN on that terminal. Enrolling again replaces the old token.
+    """
+    out = guarded(lambda: {"terminal_id": terminal_id, "token": _fleet_store(dsn).enrol(terminal_id)}, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(out["token"], highlight=False, soft_wrap=True)
+
+
+@backoffice_app.command("revoke")
+def backoffice_revoke(
+    terminal_id: Annotated[str, typer.Argument(help="The terminal id (field 41).")],
+    dsn: BackofficeDsnOpt = "postgresql://postgres@127.0.0.1:5432/test",
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw a terminal's own token (a lost or stolen terminal): it opens nothing from now on."""
+    out = guarded(
+        lambda: {"terminal_id": terminal_id, "revoked": _fleet_store(dsn).revoke(terminal_id)}, as_json=as_json
+    )
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"{terminal_id}: {'token revoked' if out['revoked'] else 'had no token of its own'}")
 
 
 def check_tls(host: str, cert: Path | None, key: Path | None) -> None:
