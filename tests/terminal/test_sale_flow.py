@@ -435,3 +435,28 @@ def test_rows_of_a_sealed_batch_still_in_the_hot_tier_are_counted_once(
     assert t.unreferenced_refunds(t.business_date(), token) == 7_000
     assert t.day_total(t.business_date(), card_token=token) == (6_000, 1)
     assert t.refund(3_001, VISA, EXPIRY).status == "refused", "7,000 + 3,001 is over the day's 10,000"
+
+
+def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a_duplicate(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    from datetime import datetime, time, timedelta
+
+    now = [datetime.combine(datetime.now().date(), time(10, 0)).astimezone()]
+    old = make_terminal("old", terminal_id="TVSWAP01", clock=lambda: now[0])
+    [seeded] = list(old.journal.events(0))  # journalled: a mirror is in step only once it holds it
+    assert (seeded.kind, seeded.data()["at_least"]) == ("stan_seeded", 360_000)
+    sold = [old.sale(500 + i, "4111111111111111", "3012") for i in range(3)]
+    assert [r.status for r in sold] == ["approved"] * 3 and sold[0].stan == 10 * 3600 * 10 + 1
+    old.close()
+    # The device fails; a replacement is set up with the same terminal id a few minutes later.
+    now[0] += timedelta(minutes=7)
+    new = make_terminal("new", terminal_id="TVSWAP01", clock=lambda: now[0])
+    r = new.sale(700, "4111111111111111", "3012")
+    assert r.status == "approved", r.reason  # before: STAN 1 again, declined 94 as a duplicate transmission
+    assert r.stan > sold[-1].stan
+    # Its own day after midnight starts at 1 as usual.
+    now[0] = datetime.combine(now[0].date() + timedelta(days=1), time(0, 0, 30)).astimezone()
+    assert new.sale(800, "4111111111111111", "3012").stan == 1
+    at_midnight = make_terminal("midnight", clock=lambda: datetime.combine(now[0].date(), time(0)).astimezone())
+    assert list(at_midnight.journal.events(0)) == [], "nothing to seed at 00:00:00: STANs start at 1"

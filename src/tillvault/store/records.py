@@ -180,6 +180,26 @@ class Records:
             self._open_count = int(row[0])
         return self._open_count
 
+    def seed_stan(self, business_date: str, at_least: int) -> None:
+        """Make the day's next STAN ``at_least + 1`` or more (never lowers the counter).
+
+        Journalled as a ``stan_seeded`` event, so a device that mirrors the journal is in step
+        only once it holds the seed too. Nothing is written for ``at_least`` 0 (STANs start at 1).
+        """
+        at_least = min(max(0, at_least), STAN_MAX - 1)
+        if at_least == 0:
+            return
+
+        def apply(ctx: WriteContext) -> None:
+            ctx.conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (f"stan:{business_date}", at_least),
+            )
+            ctx.emit("stan_seeded", {"business_date": business_date, "at_least": at_least})
+
+        self.journal.write(apply)
+
     def forget_cached_counts(self) -> None:
         """Drop cached counts (after a batch closes, or another process wrote)."""
         self._open_count = None

@@ -41,6 +41,8 @@ from tillvault.terminal.config import CONFIG_NAME, OfflinePolicy, TerminalConfig
 JOURNAL_NAME = "journal.db"
 #: The pressure ladder runs on its own at most this often (terminal clock) while pressure is raised.
 LADDER_INTERVAL_MS = 10 * 60_000
+#: A new terminal's first STAN of the day: ten per second since midnight (see ``Terminal.init``).
+STANS_PER_SECOND = 10
 
 Clock = Callable[[], datetime]
 
@@ -208,6 +210,14 @@ class Terminal:
                 DirectorySink(archive).mark()
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.lock()
+        # A terminal that replaces another under the same id during the day (a swapped device) must
+        # not send that day's STANs again: the host would decline every one as a duplicate (94).
+        # The day's STANs start from the time of day, ten a second: above any count the other one
+        # reached unless it sold faster than that since its own start.
+        now = terminal.now()
+        terminal.records.seed_stan(
+            now.date().isoformat(), (now.hour * 3600 + now.minute * 60 + now.second) * STANS_PER_SECOND
+        )
         terminal.space.ensure_ballast()
         terminal.space.maintain()
         return terminal
