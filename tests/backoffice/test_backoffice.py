@@ -340,6 +340,8 @@ def test_https_anywhere_plain_http_to_this_machine_only(url: str) -> None:
         ("ftp://127.0.0.1/x", "must be https"),
         ("https://", "must be https"),
         ("http://127.0.0.1:99999", "not valid"),
+        ("http://evil.example@127.0.0.1:8600", "user or password"),
+        ("https://user:pw@bo.example.com", "user or password"),
     ],
 )
 def test_a_url_that_would_send_the_token_in_clear_is_refused_by_name(url: str, why: str) -> None:
@@ -489,9 +491,62 @@ def test_enrol_and_revoke_from_the_command_line(service: str, dsn: str) -> None:
     revoked = subprocess.run([*cmd, "revoke", "TVFLEET9", "--dsn", dsn], capture_output=True, text=True, timeout=60)
     assert revoked.returncode == 0 and "token revoked" in revoked.stdout
     assert not BackofficeSink(service, "TVFLEET9", token).reachable()
-    down = subprocess.run(
-        [*cmd, "enrol", "TVFLEET9", "--dsn", "postgresql://someone:secret@127.0.0.1:1/none"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert down.returncode == 2 and "cannot use PostgreSQL" in down.stderr + down.stdout
-    assert "secret" not in down.stderr + down.stdout, "the password is never printed"
+    for bad in (
+        "postgresql://someone:secret@127.0.0.1:1/none",
+        "postgresql://someone@127.0.0.1:1/none?password=secret",
+        "host=127.0.0.1 port=1 user=someone password=secret dbname=none",
+    ):
+        down = subprocess.run([*cmd, "enrol", "TVFLEET9", "--dsn", bad], capture_output=True, text=True, timeout=60)
+        said = down.stderr + down.stdout
+        assert down.returncode == 2 and "cannot use PostgreSQL at someone@127.0.0.1:1/none" in said, said
+        assert "secret" not in said, "the password is never printed"
+
+
+def test_two_enrolments_at_once_leave_one_token(dsn: str) -> None:
+    store = FleetStore(dsn)
+    store.migrate()
+    for _ in range(5):
+        tokens: list[str] = []
+        threads = [threading.Thread(target=lambda out=tokens: out.append(store.enrol("TVRACE01"))) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert sorted(store.terminal_for_token(tok) is not None for tok in tokens) == [False, True]
+
+
+def test_no_proxy_sees_the_token_and_a_bad_ca_file_is_named(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.store.archive import ArchiveUnavailable
+    from tillvault.terminal import fleet
+
+    seen: list[bytes] = []
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen()
+    proxy.settimeout(5)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = proxy.accept()
+            with conn:
+                seen.append(conn.recv(4096))
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    fleet._opener.cache_clear()
+    try:
+        assert BackofficeSink(service, "TVFLEET1", TOKEN).reachable(), "straight to the back office"
+        missing = BackofficeSink(service, "TVFLEET1", TOKEN, ca=str(tmp_path / "gone.pem"))
+        assert not missing.reachable()
+        with pytest.raises(ArchiveUnavailable, match=r"gone\.pem"):
+            missing._request("GET", "seg-probe-000000.tvs")
+    finally:
+        proxy.close()
+        waiter.join(timeout=6)
+        fleet._opener.cache_clear()
+    assert seen == [], "the http proxy never saw a request (nor the token)"

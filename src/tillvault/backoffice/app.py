@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tillvault.backoffice.store import SEGMENT_NAME, FleetStore
+from tillvault.backoffice.store import SEGMENT_NAME, TERMINAL_TOKEN, FleetStore
 from tillvault.errors import InvalidInput
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,7 +74,7 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         request.state.terminal = None
         if given and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
             return await call_next(request)  # the fleet token: everything
-        terminal = await run_in_threadpool(store.terminal_for_token, given) if given.startswith("tvt_") else None
+        terminal = await run_in_threadpool(store.terminal_for_token, given) if TERMINAL_TOKEN.fullmatch(given) else None
         if terminal is None:
             return JSONResponse(
                 {"error": "the token is missing or wrong (the fleet token, or a terminal's own)"},

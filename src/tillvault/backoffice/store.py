@@ -63,12 +63,13 @@ SCHEMA = [
         PRIMARY KEY (terminal_id, name)
     )""",
     """CREATE TABLE IF NOT EXISTS terminal_tokens (
-        token_sha256 bytea PRIMARY KEY,
-        terminal_id text NOT NULL,
+        terminal_id text PRIMARY KEY,
+        token_sha256 bytea NOT NULL UNIQUE,
         created_at timestamptz NOT NULL DEFAULT now()
     )""",
-    "CREATE INDEX IF NOT EXISTS terminal_tokens_terminal ON terminal_tokens (terminal_id)",
 ]
+#: What :meth:`FleetStore.enrol` issues: ``tvt_`` and 43 URL-safe characters (256 random bits).
+TERMINAL_TOKEN = re.compile(r"tvt_[A-Za-z0-9_-]{43}")
 #: A terminal id as field 41 carries it (what a token may be issued for).
 TERMINAL_ID = re.compile(r"[A-Za-z0-9 ._-]{1,16}")
 #: A sealed segment's file name (``seg-<terminal>-<batch>.tvs``): no path, nothing else.
@@ -149,10 +150,11 @@ class FleetStore:
             raise InvalidInput(f"{terminal_id!r} is not a terminal id (1-16 letters, digits, space . _ -)")
         token = "tvt_" + secrets.token_urlsafe(32)
         with self.connect() as conn, conn.transaction():
-            conn.execute("DELETE FROM terminal_tokens WHERE terminal_id = %s", (terminal_id,))
+            # One row a terminal: two enrolments at once leave one token, the later one.
             conn.execute(
-                "INSERT INTO terminal_tokens (token_sha256, terminal_id) VALUES (%s, %s)",
-                (hashlib.sha256(token.encode()).digest(), terminal_id),
+                "INSERT INTO terminal_tokens (terminal_id, token_sha256) VALUES (%s, %s) ON CONFLICT (terminal_id) "
+                "DO UPDATE SET token_sha256 = EXCLUDED.token_sha256, created_at = now()",
+                (terminal_id, hashlib.sha256(token.encode()).digest()),
             )
         return token
 
@@ -163,7 +165,10 @@ class FleetStore:
         return cur.rowcount > 0
 
     def terminal_for_token(self, token: str) -> str | None:
-        """The terminal whose token this is, or None (looked up by the token's hash)."""
+        """The terminal whose token this is, or None (looked up by the token's hash; a string that
+        cannot be a terminal token costs no database work)."""
+        if not TERMINAL_TOKEN.fullmatch(token):
+            return None
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT terminal_id FROM terminal_tokens WHERE token_sha256 = %s",

@@ -914,24 +914,38 @@ def backoffice_serve(
 def _fleet_store(dsn: str, *, purge: bool = False) -> Any:
     """The back office's store on ``dsn``, its tables made (and old months dropped with ``purge``).
 
-    :raises InvalidInput: the extras are missing, or PostgreSQL cannot be used (password never shown).
+    :raises InvalidInput: the extras are missing, or PostgreSQL cannot be used (the password is
+        never shown, in whichever form the connection string carries it).
     """
-    import re
-
     try:
         from tillvault.backoffice.store import FleetStore
     except ImportError as exc:
         raise InvalidInput(f"the back office needs its extras: pip install 'tillvault[backoffice]' ({exc})") from None
-    hide = r"(://[^:/@]*:)[^@]*@"  # never print the database password
+    shown, password = _dsn_shown(dsn)
     store = FleetStore(dsn)
     try:
         store.migrate()
         if purge:
             store.purge()  # health reports older than a year and a month go, a month at a time
     except Exception as exc:  # psycopg.OperationalError and kin: one line, not a traceback
-        shown, detail = (re.sub(hide, r"\1***@", text) for text in (dsn, str(exc).strip().splitlines()[0]))
-        raise InvalidInput(f"cannot use PostgreSQL at {shown!r}: {detail}") from None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if password:
+            detail = detail.replace(password, "***")
+        raise InvalidInput(f"cannot use PostgreSQL at {shown}: {detail}") from None
     return store
+
+
+def _dsn_shown(dsn: str) -> tuple[str, str]:
+    """(user@host:port/dbname, the password or "") of a connection string in URL or key=value form."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # not parseable: show nothing of it
+        return "(an unreadable connection string)", ""
+    where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+    user = parts.get("user")
+    return (f"{user}@{where}" if user else where), str(parts.get("password") or "")
 
 
 @backoffice_app.command("enrol")

@@ -49,6 +49,8 @@ def check_backoffice_url(url: str) -> str:
         raise InvalidInput(f"the back office URL {url!r} is not valid: {exc}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise InvalidInput(f"the back office URL must be https://HOST[:PORT], got {url!r}")
+    if "@" in parts.netloc or "\\" in parts.netloc:
+        raise InvalidInput(f"the back office URL must not carry a user or password before its host, got {url!r}")
     if parts.scheme == "http" and not _loopback(host):
         raise InvalidInput(
             f"the back office at {url} would get the fleet token in clear across the network: use https:// "
@@ -81,9 +83,29 @@ def check_ca_file(path: str | Path, option: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _opener(ca: str | None) -> urllib.request.OpenerDirector:
-    """Redirects refused; TLS checked against ``ca`` (a PEM file) or else the system's CAs."""
+    """Redirects refused; TLS checked against ``ca`` (a PEM file) or else the system's CAs; an
+    ``http_proxy`` never used (it would see the token: only an https proxy, which tunnels TLS).
+
+    :raises OSError: ``ca`` cannot be read or is not a CA certificate (``ssl.SSLError`` is one).
+    """
     context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
-    return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
+    proxies = {k: v for k, v in urllib.request.getproxies().items() if k == "https"}
+    return urllib.request.build_opener(
+        _NoRedirect, urllib.request.ProxyHandler(proxies), urllib.request.HTTPSHandler(context=context)
+    )
+
+
+def _checked_opener(ca: object) -> urllib.request.OpenerDirector:
+    """:func:`_opener`, with a CA that cannot serve named.
+
+    :raises InvalidInput: ``ca`` is not a path to a readable PEM CA certificate.
+    """
+    try:
+        if ca is not None and not isinstance(ca, str):
+            raise TypeError(f"a path is needed, not {type(ca).__name__}")
+        return _opener(ca)
+    except (OSError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"the back office's CA certificate {ca!r} cannot be used: {exc}") from None
 
 
 #: After the back office failed to answer, calls fail fast for this long (a sale waits on none).
@@ -126,7 +148,7 @@ def send_health(t: Terminal, url: str, token: str, *, ca: str | None = None, tim
     :raises HostUnavailable: the back office cannot be reached.
     """
     url = check_backoffice_url(url)
-    ca = check_ca_file(ca, "--ca") if ca else t.config.archive_tls_ca
+    opener = _checked_opener(check_ca_file(ca, "--ca") if ca else t.config.archive_tls_ca)
     report = health_report(t)
     request = urllib.request.Request(
         url.rstrip("/") + "/api/v1/health",
@@ -135,7 +157,7 @@ def send_health(t: Terminal, url: str, token: str, *, ca: str | None = None, tim
         method="POST",
     )
     try:
-        with _opener(ca).open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             answer: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -200,7 +222,11 @@ class BackofficeSink:
         if time.monotonic() < self._down_until:
             raise ArchiveUnavailable(f"the back office at {self.url} did not answer a moment ago")
         try:
-            with _opener(self.ca).open(request, timeout=self.timeout) as response:
+            opener = _checked_opener(self.ca)
+        except InvalidInput as exc:
+            raise ArchiveUnavailable(str(exc)) from None
+        try:
+            with opener.open(request, timeout=self.timeout) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             with exc:
