@@ -196,3 +196,74 @@ def test_guesses_from_many_processes_at_once_are_all_counted(make_terminal: Call
     assert mia["locked"], results
     with pytest.raises(PermissionDenied, match="is locked after 5 wrong PINs"):
         t.operators.check("backup", "mia", MANAGER_PIN)
+
+
+def test_every_manager_pin_lost_a_manager_gets_a_new_one_with_the_recovery_code(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    import json
+
+    now = [datetime(2026, 12, 1, 9, 0).astimezone()]
+    t = make_terminal(clock=lambda: now[0])
+    first = t.operators.add("mia", "manager", MANAGER_PIN)
+    code = first["recovery_code"]
+    assert len(code) == 23 and code.count("-") == 3, "shown once, when roles turn on"
+    assert "recovery_code" not in t.operators.add("ann", "cashier", "2468", by="mia", by_pin=MANAGER_PIN)
+    with pytest.raises(InvalidInput, match="not a manager"):
+        t.operators.recover(code, "ann", "1111")
+    # The PIN is forgotten: wrong codes are counted and lock recovery like PINs.
+    for left in (4, 3, 2, 1):
+        with pytest.raises(PermissionDenied, match=f"wrong recovery code \\({left} tries left\\)"):
+            t.operators.recover("AAAAA-AAAAA-AAAAA-AAAAA", "mia", "1111")
+    with pytest.raises(PermissionDenied, match="locked for 15 minutes"):
+        t.operators.recover("AAAAA-AAAAA-AAAAA-AAAAA", "mia", "1111")
+    with pytest.raises(PermissionDenied, match="recovery is locked"):
+        t.operators.recover(code, "mia", "1111")
+    now[0] += timedelta(minutes=16)
+    # Typed back from paper: any case, spaces for dashes.
+    following = t.operators.recover(code.lower().replace("-", " "), "mia", "424242")
+    assert following != code
+    assert t.operators.check("operators", "mia", "424242") == "mia"
+    with pytest.raises(PermissionDenied, match="wrong recovery code"):
+        t.operators.recover(code, "mia", "1111")  # a code works once
+    assert t.operators.recover(following, "mia", "515151")
+    # A manager may issue a new code at any time; the old one stops working.
+    fresh = t.operators.new_recovery_code(by="mia", by_pin="515151")
+    with pytest.raises(PermissionDenied, match="needs a manager"):
+        t.operators.new_recovery_code(by="ann", by_pin="2468")
+    kinds = [e.kind for e in t.journal.events(0)]
+    assert kinds.count("operator_recovered") == 2 and "operator_recovery_locked" in kinds
+    t.journal.checkpoint()
+    for path in t.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in (code, following, fresh, fresh.replace("-", "")):
+                assert secret.encode() not in data, (path, "a recovery code in clear")
+    assert json.dumps(t.operators.list()).count("recovery") == 0
+
+
+def test_recovery_from_the_command_line(make_terminal: Callable[..., Terminal]) -> None:
+    import json
+    import os
+
+    t = make_terminal()
+    data = t.data_dir
+    t.close()
+    cli = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "--data", str(data)]
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+
+    added = run("operator", "add", "mia", "--role", "manager", TILLVAULT_NEW_PIN=MANAGER_PIN)
+    assert added.returncode == 0 and "Recovery code: " in added.stdout and "shown once" in added.stdout
+    code = added.stdout.split("Recovery code: ")[1].split()[0]
+    wrong = run("operator", "recover", "mia", TILLVAULT_RECOVERY_CODE="AAAAA", TILLVAULT_NEW_PIN="7777")
+    assert wrong.returncode == 2 and "wrong recovery code" in wrong.stderr + wrong.stdout
+    ok = run("operator", "recover", "mia", "--json", TILLVAULT_RECOVERY_CODE=code, TILLVAULT_NEW_PIN="7777")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["recovery_code"] != code
+    pins = {"TILLVAULT_OPERATOR_PIN": "7777", "TILLVAULT_NEW_PIN": "8888"}
+    changed = run("operator", "pin", "mia", "--operator", "mia", **pins)
+    assert changed.returncode == 0, "the recovered PIN works"
+    again = run("operator", "recovery-code", "--operator", "mia", "--json", TILLVAULT_OPERATOR_PIN="8888")
+    assert again.returncode == 0 and len(json.loads(again.stdout)["recovery_code"]) == 23

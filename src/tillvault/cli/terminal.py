@@ -637,7 +637,57 @@ def operator_add(
         with Terminal.open(state.data, exclusive=True) as t:
             return t.operators.add(operator_id, role, new_pin, by=by, by_pin=_operator_pin(t, by, pin))
 
-    _emit(run, as_json, lambda out: f"operator {out['operator_id']} added as {out['role']}")
+    _emit(run, as_json, lambda out: f"operator {out['operator_id']} added as {out['role']}" + _recovery_text(out))
+
+
+def _recovery_text(out: dict[str, Any]) -> str:
+    code = out.get("recovery_code")
+    if not code:
+        return ""
+    return (
+        f"\nRecovery code: {code}\nWrite it down and keep it away from the terminal: it is shown once, and it is "
+        "the only way back if every manager PIN is lost (tillvault operator recover)."
+    )
+
+
+RecoveryCodeOpt = Annotated[
+    str,
+    typer.Option(
+        "--code",
+        envvar="TILLVAULT_RECOVERY_CODE",
+        prompt="Recovery code",
+        hide_input=True,
+        help="The recovery code given when roles were turned on (asked, not echoed, or from the environment).",
+    ),
+]
+
+
+@operator_app.command("recover")
+def operator_recover(
+    operator_id: Annotated[str, typer.Argument(help="The manager whose PIN is set anew.")],
+    code: RecoveryCodeOpt,
+    new_pin: NewPinOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every manager PIN lost: give a manager a new PIN with the recovery code (prints the next code)."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            following = t.operators.recover(code, operator_id, new_pin)
+            return {"ok": True, "operator_id": operator_id, "recovery_code": following}
+
+    _emit(run, as_json, lambda out: f"new PIN set for {operator_id}" + _recovery_text(out))
+
+
+@operator_app.command("recovery-code")
+def operator_recovery_code(by: ByOpt = None, pin: PinOpt = None, as_json: JsonOpt = False) -> None:
+    """Issue a new recovery code (a manager's act); the old one stops working."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            return {"ok": True, "recovery_code": t.operators.new_recovery_code(by=by, by_pin=_operator_pin(t, by, pin))}
+
+    _emit(run, as_json, lambda out: "a new recovery code replaces the old one" + _recovery_text(out))
 
 
 @operator_app.command("pin")

@@ -14,6 +14,11 @@ A PIN is 4 to 12 digits, kept as a keyed hash (HMAC-SHA256 under the key ring's 
 which lives outside the data folder, with a salt of its own), compared in constant time. Five
 wrong PINs in a row lock the operator for 15 minutes. Every change to the operators, and every
 lock, is journalled (the hash chain is the audit trail); no PIN or hash is in an event.
+
+When roles turn on, the first manager is given a **recovery code** (20 characters, about 98
+bits, shown once, kept as a keyed hash like the PINs): the way back when every manager PIN is
+lost (:meth:`Operators.recover` sets a manager's PIN with it). A code works once, and five wrong
+codes in a row lock recovery for 15 minutes; a manager can issue a new code at any time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from tillvault.errors import InvalidInput, PermissionDenied
+from tillvault.store.encoding import decode
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
 
@@ -53,6 +59,10 @@ MAX_FAILED = 5
 LOCKOUT_MS = 15 * 60_000
 _PIN = re.compile(r"[0-9]{4,12}")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+#: Where the recovery code's salt, keyed hash and wrong-guess count are kept (the ``meta`` table).
+RECOVERY_META = "operators_recovery"
+#: Recovery code characters: no 0/O, 1/I/L or U, so it reads back from paper without doubt.
+_RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
 
 
 def _rank(role: str) -> int:
@@ -173,6 +183,8 @@ class Operators:
             raise InvalidInput(f"operator {operator_id} exists already (tillvault operator pin to change the PIN)")
         salt = secrets.token_bytes(16)
         digest = self._hash(operator_id, pin, salt)
+        first = not self.enabled()
+        code = _new_recovery_code() if first else None
 
         def apply(ctx: WriteContext) -> None:
             ctx.conn.execute(
@@ -180,9 +192,84 @@ class Operators:
                 (operator_id, role, salt, digest, ctx.ts_ms),
             )
             ctx.emit("operator_added", {"operator_id": operator_id, "role": role, "by": by})
+            if code is not None:
+                self._store_recovery(ctx, code, by=operator_id)
 
         self.journal.write(apply, klass=SETTLEMENT, ts_ms=self.now_ms())
-        return {"operator_id": operator_id, "role": role}
+        out: dict[str, Any] = {"operator_id": operator_id, "role": role}
+        if code is not None:
+            out["recovery_code"] = code
+        return out
+
+    def new_recovery_code(self, *, by: str | None, by_pin: str | None) -> str:
+        """Issue a new recovery code (a manager's act); the old one stops working. Shown once.
+
+        :raises PermissionDenied: roles are off, or ``by`` is not a manager with that PIN.
+        """
+        if not self.enabled():
+            raise PermissionDenied("operator roles are off: there is nothing to recover (tillvault operator add)")
+        self.check("operators", by, by_pin)
+        code = _new_recovery_code()
+        self.journal.write(lambda ctx: self._store_recovery(ctx, code, by=by), klass=SETTLEMENT, ts_ms=self.now_ms())
+        return code
+
+    def recover(self, code: str, operator_id: str, new_pin: str) -> str:
+        """Give manager ``operator_id`` the PIN ``new_pin`` with the recovery code, when no manager
+        PIN is known any more; the manager is unlocked. Returns the next recovery code (a code
+        works once).
+
+        :raises InvalidInput: a bad PIN, or ``operator_id`` is not a manager here.
+        :raises PermissionDenied: no code was issued, the code is wrong (counted), or recovery is
+            locked after five wrong codes.
+        """
+        _check_pin(new_pin)
+        now = self.now_ms()
+        given = _normal_code(code)
+        salt = secrets.token_bytes(16)
+        digest = self._hash(operator_id, new_pin, salt)
+        following = _new_recovery_code()
+
+        def verdict(ctx: WriteContext) -> tuple[str, str]:
+            row = ctx.conn.execute("SELECT value FROM meta WHERE key = ?", (RECOVERY_META,)).fetchone()
+            held = None if row is None else decode(row[0].encode("utf-8"))
+            if not held:
+                return "none", ""
+            if held.get("locked_until_ms", 0) > now:
+                return "locked", datetime.fromtimestamp(held["locked_until_ms"] / 1000).strftime("%H:%M")
+            expected = bytes.fromhex(held["hash"])
+            if not hmac.compare_digest(self._recovery_hash(given, bytes.fromhex(held["salt"])), expected):
+                failed = int(held.get("failed", 0)) + 1
+                locked = now + LOCKOUT_MS if failed >= MAX_FAILED else 0
+                self.journal.set_meta(
+                    ctx.conn, RECOVERY_META, {**held, "failed": 0 if locked else failed, "locked_until_ms": locked}
+                )
+                if locked:
+                    ctx.emit("operator_recovery_locked", {"until_ms": locked})
+                return ("now_locked", "") if locked else ("wrong", str(MAX_FAILED - failed))
+            role = ctx.conn.execute("SELECT role FROM operators WHERE operator_id = ?", (operator_id,)).fetchone()
+            if role is None or role[0] != "manager":
+                return "not_manager", ""
+            ctx.conn.execute(
+                "UPDATE operators SET pin_salt = ?, pin_hash = ?, failed = 0, locked_until_ms = 0 "
+                "WHERE operator_id = ?",
+                (salt, digest, operator_id),
+            )
+            ctx.emit("operator_recovered", {"operator_id": operator_id})
+            self._store_recovery(ctx, following, by=operator_id)
+            return "ok", ""
+
+        outcome, detail = self.journal.write(verdict, klass=SETTLEMENT, ts_ms=now).result
+        if outcome == "none":
+            raise PermissionDenied("no recovery code was issued on this terminal (roles were turned on before codes)")
+        if outcome == "locked":
+            raise PermissionDenied(f"recovery is locked after {MAX_FAILED} wrong codes until {detail}")
+        if outcome == "now_locked":
+            raise PermissionDenied("wrong recovery code: recovery is locked for 15 minutes")
+        if outcome == "wrong":
+            raise PermissionDenied(f"wrong recovery code ({detail} tries left)")
+        if outcome == "not_manager":
+            raise InvalidInput(f"{operator_id!r} is not a manager on this terminal: recover a manager's PIN")
+        return following
 
     def set_pin(self, operator_id: str, pin: str, *, by: str | None, by_pin: str | None) -> None:
         """Give ``operator_id`` a new PIN and unlock it (a manager's act).
@@ -232,6 +319,27 @@ class Operators:
     def _hash(self, operator_id: str, pin: str, salt: bytes) -> bytes:
         message = b"tillvault-operator-pin\x00" + operator_id.encode() + b"\x00" + salt + b"\x00" + pin.encode()
         return hmac.digest(self.keyring.token_key(), message, "sha256")
+
+    def _recovery_hash(self, code: str, salt: bytes) -> bytes:
+        message = b"tillvault-operator-recovery\x00" + salt + b"\x00" + code.encode()
+        return hmac.digest(self.keyring.token_key(), message, "sha256")
+
+    def _store_recovery(self, ctx: WriteContext, code: str, *, by: str | None) -> None:
+        """Keep ``code``'s keyed hash (replacing the last code) and journal that it changed."""
+        salt = secrets.token_bytes(16)
+        held = {"salt": salt.hex(), "hash": self._recovery_hash(_normal_code(code), salt).hex(), "failed": 0}
+        self.journal.set_meta(ctx.conn, RECOVERY_META, {**held, "locked_until_ms": 0})
+        ctx.emit("operator_recovery_code_issued", {"by": by})
+
+
+def _new_recovery_code() -> str:
+    chars = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(20))
+    return "-".join(chars[i : i + 5] for i in range(0, 20, 5))
+
+
+def _normal_code(code: str) -> str:
+    """A recovery code as typed (any case, spaces or dashes) in its one canonical form."""
+    return "".join(ch for ch in str(code).upper() if ch.isalnum())
 
 
 def _check_pin(pin: str) -> None:
