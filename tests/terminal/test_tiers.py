@@ -379,3 +379,81 @@ def test_init_names_an_archive_folder_that_is_not_there_and_creates_nothing(tmp_
             archive=tmp_path / "nas",
         )  # fmt: skip
     assert not (tmp_path / "t").exists() and not (tmp_path / "nas").exists()
+
+
+def test_the_transaction_list_reaches_batches_that_left_for_the_archive_when_asked(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    import json
+
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    now = [datetime(2026, 11, 20, 12, 0).astimezone()]
+    t = make_terminal(archive=archive, clock=lambda: now[0])
+    old = _day(t, 6)  # 2026-11-20: settled, sealed, offloaded and evicted below
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 1
+    assert t.tiers.evict(sink, keep_days=0, now_ms=int(time.time() * 1000) + 1).evicted == 1  # acked: wall time
+    now[0] += timedelta(days=1)
+    kept = _day(t, 3, start=300)  # 2026-11-21: sealed, still on the terminal
+    now[0] += timedelta(days=1)
+    hot = [t.sale(500, VISA, EXPIRY).invoice]  # 2026-11-22: the open batch
+    listed = [r["invoice"] for r in t.transactions()]
+    assert listed == sorted(hot + kept, reverse=True), "by default: what the terminal holds"
+    unread: list[str] = []
+    everything = [r["invoice"] for r in t.transactions(archived=True, unread=unread)]
+    assert everything == sorted(hot + kept + old, reverse=True) and unread == []
+    [gone] = [seg["name"] for seg in t.tiers.catalogue() if not seg["local"]]
+    assert not t.tiers.segment_path(gone).exists(), "read where it lies: nothing copied back"
+    day = t.transactions(archived=True, business_date="2026-11-20")
+    assert [r["invoice"] for r in day] == sorted(old, reverse=True) and day[0]["masked_pan"].endswith("1111")
+    assert len(t.transactions(archived=True, limit=4)) == 4
+    # The archive unplugged: the rest is listed, and what could not be read is named.
+    archive.rename(tmp_path / "nas-unplugged")
+    unread = []
+    assert [r["invoice"] for r in t.transactions(archived=True, unread=unread)] == listed
+    assert len(unread) == 1 and unread[0].endswith("000001.tvs")
+    data = t.data_dir
+    t.close()
+    cli = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "--data", str(data), "tx", "list"]
+    out = subprocess.run([*cli, "--archived", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == len(listed)
+    assert "could not be read from the archive" in out.stderr
+    (tmp_path / "nas-unplugged").rename(archive)
+    out = subprocess.run(
+        [*cli, "--archived", "--date", "2026-11-20", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and [r["invoice"] for r in json.loads(out.stdout)] == sorted(old, reverse=True)
+    compact = subprocess.run([*cli, "--archived", "--date", "20261120", "--json"], capture_output=True, text=True)
+    assert json.loads(compact.stdout) == json.loads(out.stdout), "the same day, written without dashes"
+    bad = subprocess.run([*cli, "--date", "20-11-2026"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--date must be YYYY-MM-DD" in bad.stderr + bad.stdout
+
+
+def test_the_list_is_newest_first_across_tiers_and_reads_no_segment_it_does_not_need(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    batches = [_day(t, 3, start=100 * (b + 1)) for b in range(3)]
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 3
+    first, second, _ = (seg["name"] for seg in t.tiers.catalogue())
+    with open(archive / first, "r+b") as f:  # the oldest batch's archive copy rots: it stays on the terminal
+        f.seek(40)
+        f.write(b"\x00\x01\x02")
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 2
+    assert [seg["local"] for seg in t.tiers.catalogue()] == [1, 0, 0]
+    unread: list[str] = []
+    newest = t.transactions(archived=True, limit=3, unread=unread)
+    assert [r["invoice"] for r in newest] == sorted(batches[2], reverse=True), "newest first, whatever the tier"
+    (archive / second).unlink()  # the next segment is gone from the archive, but the list never needed it
+    unread = []
+    assert [r["invoice"] for r in t.transactions(archived=True, limit=3, unread=unread)] == sorted(
+        batches[2], reverse=True
+    )
+    assert unread == []
+    unread = []
+    rows = t.transactions(archived=True, unread=unread)
+    assert [r["invoice"] for r in rows] == sorted(batches[2] + batches[0], reverse=True) and unread == [second]

@@ -246,15 +246,41 @@ def tx_list(
     status_: Annotated[str | None, typer.Option("--status", help="Only this status (e.g. approved).")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Only this batch number.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 1000,
+    day: Annotated[str | None, typer.Option("--date", help="Only this business date (YYYY-MM-DD).")] = None,
+    archived: Annotated[
+        bool,
+        typer.Option(
+            "--archived", help="Also the batches that left the terminal, read from the archive (nothing copied here)."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List transactions (masked card numbers only)."""
+    unread: list[str] = []
 
     def run() -> list[dict[str, Any]]:
+        from datetime import date as _date
+
+        business_date = None
+        if day is not None:
+            try:
+                business_date = _date.fromisoformat(day).isoformat()  # 20261120 means 2026-11-20 too
+            except ValueError:
+                raise InvalidInput(f"--date must be YYYY-MM-DD, got {day!r}") from None
+        if limit < 1:
+            raise InvalidInput(f"--limit must be 1 or more, got {limit}")
         with _open() as t:
-            return t.transactions(batch=batch, status=status_, limit=limit)
+            return t.transactions(
+                batch=batch, status=status_, business_date=business_date, limit=limit, archived=archived, unread=unread
+            )
 
     rows = guarded(run, as_json=as_json)
+    if unread:
+        print(
+            f"note: {len(unread)} batch segment(s) that left the terminal could not be read from the archive now "
+            f"({', '.join(unread[:3])}{'...' if len(unread) > 3 else ''}): their transactions are not listed",
+            file=sys.stderr,
+        )
     if as_json:
         emit_json([{k: v for k, v in r.items() if k not in ("card_token", "idem_key", "extra")} for r in rows])
         return

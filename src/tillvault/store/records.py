@@ -371,17 +371,22 @@ class Records:
         row = self.journal.conn.execute(f"{_TX_SELECT} WHERE idem_key = ?", (idem_key,)).fetchone()
         return None if row is None else _row_dict(row)
 
-    def list(self, *, batch: int | None = None, status: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Records, newest first, optionally filtered by batch and status."""
+    def list(
+        self,
+        *,
+        batch: int | None = None,
+        status: str | None = None,
+        business_date: str | None = None,
+        limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """Records, newest first, optionally filtered by batch, status and business date."""
         sql = _TX_SELECT
         where: builtins.list[str] = []
         args: builtins.list[Any] = []
-        if batch is not None:
-            where.append("batch = ?")
-            args.append(batch)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
+        for column, value in (("batch", batch), ("status", status), ("business_date", business_date)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY invoice DESC LIMIT ?"

@@ -368,27 +368,32 @@ class Tiers:
         :raises ArchiveUnavailable: with ``strict``, a segment that cannot be read (no archive,
             unreachable, or no verified copy): the caller must not act as if it held nothing.
         """
-        root = getattr(sink, "root", None)
-        read: Callable[[str, str], bytes] | None = getattr(sink, "read", None)
         for seg in reversed(self._catalogue_rows()):
             if seg["local"] or seg["batch"] < from_batch:
                 continue
-            if root is not None and sink is not None and sink.has(seg["name"], seg["digest"]):
-                yield seg, Path(root) / seg["name"], None
-                continue
-            if root is None and read is not None:
-                try:
-                    data = read(seg["name"], seg["digest"])
-                except ArchiveUnavailable:
-                    data = None
-                if data is not None:
-                    yield seg, Path(seg["name"]), data
-                    continue
-            if strict:
+            held = self._archived_copy(sink, seg)
+            if held is not None:
+                yield seg, held[0], held[1]
+            elif strict:
                 raise ArchiveUnavailable(
                     f"segment {seg['name']} (batch {seg['batch']}) left the terminal and its archive copy "
                     "cannot be read now"
                 )
+
+    @staticmethod
+    def _archived_copy(sink: ArchiveSink | None, seg: dict[str, Any]) -> tuple[Path, bytes | None] | None:
+        """Where an evicted segment's verified copy can be read: a folder's file by its path, or
+        the back office's bytes in memory (digest checked); None when there is none now."""
+        root = getattr(sink, "root", None)
+        read: Callable[[str, str], bytes] | None = getattr(sink, "read", None)
+        if root is not None and sink is not None and sink.has(seg["name"], seg["digest"]):
+            return Path(root) / seg["name"], None
+        if root is None and read is not None:
+            with contextlib.suppress(ArchiveUnavailable):
+                data = read(seg["name"], seg["digest"])
+                if data is not None:
+                    return Path(seg["name"]), data
+        return None
 
     def find_archived(self, invoice: int, sink: ArchiveSink | None) -> dict[str, Any] | None:
         """A transaction of an evicted segment, read from its verified archive copy (a refund of
@@ -418,6 +423,36 @@ class Tiers:
             except (FileNotFoundError, StorageError, KeyRingError) as exc:
                 raise ArchiveUnavailable(f"segment {seg['name']} cannot be read from the archive: {exc}") from exc
         return total
+
+    def sealed_records(
+        self, sink: ArchiveSink | None = None, *, batch: int | None = None, archived: bool = False
+    ) -> tuple[Iterator[dict[str, Any]], list[str]]:
+        """Records of sealed segments, newest batch first: local ones, and with ``archived`` the
+        evicted ones too, read from their verified archive copies (nothing written here). Also
+        the names of segments that cannot be read now, filled in as the iterator goes.
+
+        ``batch``: only that batch's segment. A segment is read only when the iterator gets to it.
+        """
+        missing: list[str] = []
+
+        def records() -> Iterator[dict[str, Any]]:
+            for seg in reversed(self._catalogue_rows()):
+                if (batch is not None and seg["batch"] != batch) or not (seg["local"] or archived):
+                    continue
+                try:
+                    if seg["local"]:
+                        rows = read_segment(self.segment_path(seg["name"]), self.keyring)
+                    else:
+                        held = self._archived_copy(sink, seg)
+                        if held is None:
+                            raise ArchiveUnavailable(seg["name"])
+                        rows = read_segment(held[0], self.keyring, data=held[1])
+                except (ArchiveUnavailable, OSError, StorageError, KeyRingError):
+                    missing.append(seg["name"])
+                    continue
+                yield from reversed(rows)
+
+        return records(), missing
 
     def iter_records(self, *, newest_first: bool = True) -> Iterator[dict[str, Any]]:
         """Records of local segments."""

@@ -260,7 +260,10 @@ class Operators:
 
         outcome, detail = self.journal.write(verdict, klass=SETTLEMENT, ts_ms=now).result
         if outcome == "none":
-            raise PermissionDenied("no recovery code was issued on this terminal (roles were turned on before codes)")
+            raise PermissionDenied(
+                "no recovery code was issued on this terminal (roles were turned on before codes): a manager "
+                "can issue one now (tillvault operator recovery-code)"
+            )
         if outcome == "locked":
             raise PermissionDenied(f"recovery is locked after {MAX_FAILED} wrong codes until {detail}")
         if outcome == "now_locked":

@@ -456,24 +456,41 @@ class Terminal:
         return None
 
     def transactions(
-        self, *, batch: int | None = None, status: str | None = None, limit: int = 1000
+        self,
+        *,
+        batch: int | None = None,
+        status: str | None = None,
+        business_date: str | None = None,
+        limit: int = 1000,
+        archived: bool = False,
+        unread: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Transactions newest first: the hot journal, then local sealed segments."""
+        """Transactions newest first: the hot journal, then local sealed segments, then (with
+        ``archived``) evicted ones read from the archive's verified copies, nothing written here.
+
+        ``unread`` (a list) receives the names of evicted segments that could not be read now.
+        """
         import json as _json
 
-        rows = self.records.list(batch=batch, status=status, limit=limit)
+        rows = self.records.list(batch=batch, status=status, business_date=business_date, limit=limit)
         seen = {r["invoice"] for r in rows}
-        if len(rows) < limit:
-            for rec in self.tiers.iter_records():
-                if len(rows) >= limit:
-                    break
-                if rec["invoice"] in seen or (batch is not None and rec["batch"] != batch):
+        sealed, missing = self.tiers.sealed_records(
+            self.archive_sink() if archived else None, batch=batch, archived=archived
+        )
+        if len(rows) < limit:  # a segment is read only while the list still needs it
+            for rec in sealed:
+                if rec["invoice"] in seen or (status is not None and rec["status"] != status):
                     continue
-                if status is not None and rec["status"] != status:
+                if business_date is not None and rec["business_date"] != business_date:
                     continue
                 if isinstance(rec.get("extra"), str):
                     rec = {**rec, "extra": _json.loads(rec["extra"])}
+                seen.add(rec["invoice"])
                 rows.append(rec)
+                if len(rows) >= limit:
+                    break
+        if unread is not None:
+            unread.extend(missing)
         rows.sort(key=lambda r: r["invoice"], reverse=True)
         return rows[:limit]
 
