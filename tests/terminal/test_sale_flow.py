@@ -253,38 +253,11 @@ def test_no_pan_in_clear_anywhere_after_many_sales(
     assert scanned >= 5
 
 
-def test_sale_over_tls_to_the_host(tmp_path: Path) -> None:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
+def test_sale_over_tls_to_the_host(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
     from tillvault.host.process import start_host_process
     from tillvault.terminal.defaults import DEMO_MERCHANT_QR
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem = tmp_path / "host.crt", tmp_path / "host.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    crt, pem = tls_files
     with start_host_process(
         tmp_path / "h", env={"TILLVAULT_HOST_SECRET": "tls"}, extra_args=["--tls-cert", str(crt), "--tls-key", str(pem)]
     ) as host:
