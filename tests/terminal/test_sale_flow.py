@@ -433,3 +433,30 @@ def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a
     assert new.sale(800, "4111111111111111", "3012").stan == 1
     at_midnight = make_terminal("midnight", clock=lambda: datetime.combine(now[0].date(), time(0)).astimezone())
     assert list(at_midnight.journal.events(0)) == [], "nothing to seed at 00:00:00: STANs start at 1"
+
+
+def test_a_sale_sends_a_slice_of_the_backlog_and_the_customer_is_not_held(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    import time as wall
+    from datetime import datetime, timedelta
+
+    now = [datetime.now().astimezone()]
+    t = make_terminal(host_address=f"127.0.0.1:{_free_port()}", offline={"max_count": 1000}, clock=lambda: now[0])
+    assert all(t.sale(100 + i, VISA, EXPIRY).status == "offline_approved" for i in range(60))
+    t.use_host(host.address)  # the network is back; the back-off on the queue's head has run out
+    now[0] += timedelta(minutes=30)
+    assert t.sale(900, VISA, EXPIRY).status == "approved"
+    assert t.records.outbox_count() == 60 - 25, "a sale sends 25 waiting advices at most"
+    # A slow link (each advice answered after 0.1 s): a quarter of a second of them, then the sale.
+    host.set_faults({"delay": {"seconds": 0.1, "mtis": ["0220"]}})
+    began = wall.monotonic()
+    assert t.sale(901, VISA, EXPIRY).status == "approved"
+    took = wall.monotonic() - began
+    sent = 35 - t.records.outbox_count()
+    assert 1 <= sent <= 4 and took < 1.5, (sent, took)
+    host.set_faults(None)
+    report = t.settle()  # settlement sends everything before it totals
+    assert report.ok and t.records.outbox_count() == 0
+    advised = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.mti == "0220"]
+    assert len(advised) == 60

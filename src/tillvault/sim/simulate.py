@@ -369,6 +369,9 @@ class Simulation:
         self.t.close()
         self.t = Terminal.open(self.base / "terminal", clock=self.clock)
         self.t.backoff_rng = random.Random(f"{sc.seed}:backoff")
+        # The backlog a sale sends is bounded by count only: wall time is not the simulated clock's
+        # (same seed, same numbers, however busy the machine).
+        self.t.sale_drain_budget_s = None
         self.tid_field = iso.terminal_id_field(self.t.config.terminal_id)
         if sc.baseline:
             self.naive = NaiveStore(self.base / "naive", self.capacity)

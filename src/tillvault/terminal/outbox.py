@@ -7,12 +7,19 @@ exponential back-off and jitter, so a host that is down is not hammered. Every m
 is idempotent at the host (same terminal, date and STAN), so a retry after a lost reply
 is safe. Payloads are encrypted under the key ring (an advice carries the PAN); a
 delivered message's payload is erased.
+
+Sales come first (S13: split the traffic when the network is poor): the drain a sale does on
+its way is a slice, at most ``SALE_DRAIN_MESSAGES`` messages and a quarter of a second of wall
+time (``Terminal.sale_drain_budget_s``), so a backlog of thousands after an outage, or a slow
+link, never holds a customer at the till; the rest goes with the next sales, ``tillvault
+flush``, or settlement (which drains everything before it totals).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +30,8 @@ from tillvault.store.journal import SETTLEMENT, WriteContext
 if TYPE_CHECKING:
     from tillvault.terminal.terminal import Terminal
 
+#: The most messages a sale's drain sends (a slow link sends fewer: its time is bounded too).
+SALE_DRAIN_MESSAGES = 25
 BACKOFF_BASE_MS = 2_000
 BACKOFF_MAX_MS = 10 * 60_000
 #: Reversal answers that settle its fate: done (00), already settled (12), nothing to reverse (25).
@@ -57,18 +66,27 @@ def backoff_ms(attempts: int, rng: random.Random) -> int:
 
 
 def drain_outbox(
-    t: Terminal, *, limit: int = 10_000, force: bool = False, rng: random.Random | None = None
+    t: Terminal,
+    *,
+    limit: int = 10_000,
+    force: bool = False,
+    rng: random.Random | None = None,
+    budget_s: float | None = None,
 ) -> DrainReport:
     """Deliver due outbox messages in order until one fails or ``limit`` are sent.
 
-    ``force`` ignores the back-off schedule (settlement drains everything it can).
+    ``force`` ignores the back-off schedule (settlement drains everything it can). ``budget_s``:
+    start no message once that much wall time has gone (the first is always tried).
     Never raises for host trouble: the report says what happened.
     """
     rng = rng or random.Random()
     report = DrainReport()
     now = t.now_ms()
+    began = time.monotonic()
     for message in _pending_in_pages(t, limit):
         if not force and message["next_attempt_ms"] > now:
+            break
+        if budget_s is not None and report.delivered and time.monotonic() - began >= budget_s:
             break
         try:
             fields = json.loads(t.keyring.decrypt_field(bytes(message["payload"]), context=b"outbox"))

@@ -78,6 +78,8 @@ class Terminal:
         self._last_ladder_ms = 0
         #: The outbox back-off's jitter (a simulation seeds it: same seed, same retries).
         self.backoff_rng = random.Random()
+        #: Wall time a sale may spend sending the backlog (None: messages counted only; see outbox).
+        self.sale_drain_budget_s: float | None = 0.25
         #: Run the pressure ladder before refusing a sale for space (S5.3 auto-expand).
         self.auto_relieve = True
         self.space = SpaceManager(
@@ -683,20 +685,23 @@ class Terminal:
         """True when the open batch has reached ``batch_max_count`` and must be settled."""
         return self.records.open_batch_count() >= self.config.batch_max_count
 
-    def drain_outbox(self, *, force: bool = False) -> Any:
-        """Deliver queued advices and reversals to the host (in order, with back-off)."""
+    def drain_outbox(self, *, force: bool = False, limit: int = 10_000, budget_s: float | None = None) -> Any:
+        """Deliver queued advices and reversals to the host (in order, with back-off); at most
+        ``limit`` messages, and none started after ``budget_s`` seconds of wall time."""
         from tillvault.terminal.outbox import drain_outbox
 
         self._ensure_writer()
-        return drain_outbox(self, force=force, rng=self.backoff_rng)
+        return drain_outbox(self, force=force, rng=self.backoff_rng, limit=limit, budget_s=budget_s)
 
     def _drain_due(self) -> None:
         # The drain goes in order and stops at the first message that is not due, so the head of
         # the queue decides (a queue of thousands after an outage is not read at every sale).
         due = self.records.outbox_head_due_ms()
         if due is not None and due <= self.now_ms():
-            with contextlib.suppress(TillVaultError):
-                self.drain_outbox()
+            from tillvault.terminal.outbox import SALE_DRAIN_MESSAGES
+
+            with contextlib.suppress(TillVaultError):  # a slice: the customer at the till comes first
+                self.drain_outbox(limit=SALE_DRAIN_MESSAGES, budget_s=self.sale_drain_budget_s)
 
     def recover(self, *, older_than_ms: int = 0) -> list[int]:
         """Resolve intents left pending by a crash: mark them not completed and queue a reversal.
