@@ -413,6 +413,9 @@ def test_the_transaction_list_reaches_batches_that_left_for_the_archive_when_ask
     unread = []
     assert [r["invoice"] for r in t.transactions(archived=True, unread=unread)] == listed
     assert len(unread) == 1 and unread[0].endswith("000001.tvs")
+    unread = []
+    assert [r["invoice"] for r in t.transactions(archived=True, business_date="2026-11-22", unread=unread)] == hot
+    assert unread == [], "another day's segment is not even looked for (the catalogue's time span)"
     data = t.data_dir
     t.close()
     cli = [sys.executable, "-c", "from tillvault.cli.main import main; main()", "--data", str(data), "tx", "list"]

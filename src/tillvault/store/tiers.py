@@ -425,19 +425,31 @@ class Tiers:
         return total
 
     def sealed_records(
-        self, sink: ArchiveSink | None = None, *, batch: int | None = None, archived: bool = False
+        self,
+        sink: ArchiveSink | None = None,
+        *,
+        batch: int | None = None,
+        archived: bool = False,
+        created_between: tuple[int, int] | None = None,
     ) -> tuple[Iterator[dict[str, Any]], list[str]]:
         """Records of sealed segments, newest batch first: local ones, and with ``archived`` the
         evicted ones too, read from their verified archive copies (nothing written here). Also
         the names of segments that cannot be read now, filled in as the iterator goes.
 
-        ``batch``: only that batch's segment. A segment is read only when the iterator gets to it.
+        ``batch``: only that batch's segment; ``created_between`` (ms): only segments whose
+        records were created in that span, by the catalogue (the others are not read at all).
+        A segment is read only when the iterator gets to it.
         """
         missing: list[str] = []
 
+        def outside(seg: dict[str, Any]) -> bool:
+            if created_between is None or seg["min_created_ms"] is None or seg["max_created_ms"] is None:
+                return False
+            return seg["max_created_ms"] < created_between[0] or seg["min_created_ms"] > created_between[1]
+
         def records() -> Iterator[dict[str, Any]]:
             for seg in reversed(self._catalogue_rows()):
-                if (batch is not None and seg["batch"] != batch) or not (seg["local"] or archived):
+                if (batch is not None and seg["batch"] != batch) or not (seg["local"] or archived) or outside(seg):
                     continue
                 try:
                     if seg["local"]:

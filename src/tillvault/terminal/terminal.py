@@ -476,8 +476,19 @@ class Terminal:
 
         rows = self.records.list(batch=batch, status=status, business_date=business_date, limit=limit)
         seen = {r["invoice"] for r in rows}
+        span = None
+        if business_date is not None:
+            # A business day is local: whatever the time zone (UTC-12 to UTC+14), its sales were
+            # made between 14 h before and 36 h after that date's midnight in UTC.
+            from datetime import UTC, date, datetime, time, timedelta
+
+            midnight = datetime.combine(date.fromisoformat(business_date), time(0), tzinfo=UTC)
+            span = (
+                int((midnight - timedelta(hours=15)).timestamp() * 1000),
+                int((midnight + timedelta(hours=37)).timestamp() * 1000),
+            )
         sealed, missing = self.tiers.sealed_records(
-            self.archive_sink() if archived else None, batch=batch, archived=archived
+            self.archive_sink() if archived else None, batch=batch, archived=archived, created_between=span
         )
         if len(rows) < limit:  # a segment is read only while the list still needs it
             for rec in sealed:
