@@ -70,7 +70,7 @@ def _register() -> None:
     """Attach every command group; each module exposes ``register(app)``."""
     import importlib
 
-    for name in ("terminal", "cards_qr", "host", "sim"):
+    for name in ("terminal", "cards_qr", "host", "sim", "fleet"):
         try:
             module = importlib.import_module(f"tillvault.cli.{name}")
         except ModuleNotFoundError as exc:  # a group not written yet
