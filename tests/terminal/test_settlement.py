@@ -45,7 +45,7 @@ def test_balanced_close_reports_totals_and_advances_the_batch(make_terminal: Cal
     assert nxt.batch == 2
     # A closed batch is immutable: the void window has passed, the encrypted PANs are gone.
     assert t.void(invoices[0]).status == "refused"
-    sealed = [r for r in t.tiers.iter_records() if r["batch"] == 1]
+    sealed = list(t.tiers.sealed_records(batch=1)[0])
     assert len(sealed) == 6, "the closed batch is sealed into a segment"
     assert all("pan_enc" not in (r["extra"] or "") for r in sealed)
     assert t.records.list(batch=1) == [], "hot rows leave once sealed"

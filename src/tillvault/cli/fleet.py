@@ -183,22 +183,20 @@ def check_tls(host: str, cert: Path | None, key: Path | None) -> None:
     :raises InvalidInput: one of the pair without the other, a pair TLS cannot load, or plain
         http on an address other than this machine's (the fleet token would travel in clear).
     """
-    import ipaddress
     import ssl
+
+    from tillvault.host.wire import server_ssl_context
+    from tillvault.terminal.fleet import is_loopback_host
 
     if (cert is None) != (key is None):
         raise InvalidInput("--tls-cert and --tls-key go together")
     if cert is not None and key is not None:
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            server_ssl_context(cert, key)  # the host's own server context: the same pair checks
         except (OSError, ssl.SSLError) as exc:
             raise InvalidInput(f"--tls-cert {cert} with --tls-key {key}: TLS cannot load them ({exc})") from None
         return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback_host(host):
         raise InvalidInput(
             f"--listen {host}: plain http there would take the fleet token in clear from the network; give "
             "--tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy"

@@ -466,14 +466,6 @@ class Tiers:
 
         return records(), missing
 
-    def iter_records(self, *, newest_first: bool = True) -> Iterator[dict[str, Any]]:
-        """Records of local segments."""
-        segs = self.catalogue()
-        for seg in reversed(segs) if newest_first else segs:
-            if seg["local"]:
-                rows = read_segment(self.segment_path(seg["name"]), self.keyring)
-                yield from (reversed(rows) if newest_first else rows)
-
     def aggregates(self) -> list[dict[str, Any]]:
         """Per local segment (cached: segments never change): live sales by (day, card) and by day,
         refunds by original invoice, refunds without one by (day, card), and idempotency keys; what

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tillvault.errors import HostUnavailable, InvalidInput
+from tillvault.host.wire import client_ssl_context
 
 if TYPE_CHECKING:
     from tillvault.terminal.terminal import Terminal
@@ -51,7 +52,7 @@ def check_backoffice_url(url: str) -> str:
         raise InvalidInput(f"the back office URL must be https://HOST[:PORT], got {url!r}")
     if "@" in parts.netloc or "\\" in parts.netloc:
         raise InvalidInput(f"the back office URL must not carry a user or password before its host, got {url!r}")
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise InvalidInput(
             f"the back office at {url} would get the fleet token in clear across the network: use https:// "
             "(serve it with --tls-cert and --tls-key; a private CA goes to terminals with --archive-ca or "
@@ -60,7 +61,8 @@ def check_backoffice_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for this machine's own names: localhost and loopback addresses (IPv4 or IPv6)."""
     if host.lower() == "localhost":
         return True
     try:
@@ -75,7 +77,7 @@ def check_ca_file(path: str | Path, option: str) -> str:
     :raises InvalidInput: naming ``option`` and why the file cannot serve.
     """
     try:
-        ssl.create_default_context(cafile=str(path))
+        client_ssl_context(path)
     except (OSError, ssl.SSLError) as exc:
         raise InvalidInput(f"{option} {path}: not a readable PEM CA certificate ({exc})") from None
     return str(Path(path).resolve())
@@ -88,7 +90,7 @@ def _opener(ca: str | None) -> urllib.request.OpenerDirector:
 
     :raises OSError: ``ca`` cannot be read or is not a CA certificate (``ssl.SSLError`` is one).
     """
-    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    context = client_ssl_context(ca)
     proxies = {k: v for k, v in urllib.request.getproxies().items() if k == "https"}
     return urllib.request.build_opener(
         _NoRedirect, urllib.request.ProxyHandler(proxies), urllib.request.HTTPSHandler(context=context)
