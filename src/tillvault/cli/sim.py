@@ -129,6 +129,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--host-mode", help="thread (faster) or process (the host in its own process).")
         ] = "thread",
         baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Run the naive store too.")] = True,
+        one_core: Annotated[
+            bool,
+            typer.Option(
+                "--one-core/--any-core",
+                help="Keep the simulation on one CPU, the idlest (faster: no cross-core wake-ups).",
+            ),
+        ] = True,
         report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
         png: Annotated[Path | None, typer.Option("--png", help="Export the charts as PNG into this folder.")] = None,
         workdir: Annotated[
@@ -164,6 +171,7 @@ def register(app: typer.Typer) -> None:
             batch_max=batch_max,
             host_mode=host_mode,
             baseline=baseline,
+            pin_core=one_core,
         )
         figures = guarded(
             lambda: run_and_report(scenario, report=report, png=png, workdir=workdir, quiet=as_json), as_json=as_json

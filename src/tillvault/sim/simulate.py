@@ -54,6 +54,7 @@ from tillvault.domain.cards import mask_pan
 from tillvault.errors import SettlementError, StorageError, TillVaultError
 from tillvault.sim.baseline import NaiveStore
 from tillvault.sim.clock import SimClock
+from tillvault.sim.cores import CorePin
 from tillvault.sim.hostlink import DeadPort, open_ledger, start_host
 from tillvault.sim.workload import (
     REFERENCE_SEED,
@@ -184,6 +185,9 @@ class Scenario:
     host_mode: str = "thread"
     #: Run the naive baseline beside TillVault.
     baseline: bool = True
+    #: Keep the simulation's threads on one CPU, the idlest (:mod:`tillvault.sim.cores`): where it
+    #: runs, never what it computes.
+    pin_core: bool = True
 
     def surge_indexes(self) -> tuple[int, ...]:
         """The surge days in force."""
@@ -322,6 +326,7 @@ class Simulation:
         self._started = 0.0
         self.days_run = 0
         self.naive_seconds = 0.0
+        self._cores = CorePin()
         #: Used bytes after each day's closing (settled, sealed): the day-over-day growth.
         self.closing_used: list[int] = []
 
@@ -717,7 +722,8 @@ class Simulation:
             self._gap_open = intent.host_down
             self._link(intent.time, intent.host_down)
             self._request(day, intent, results)
-            if self.progress is not None and n % 250 == 0:
+            if n % 250 == 0:
+                self._cores.check()
                 self._report_progress("selling")
         self._gap_open = False
         for when, _, action in schedule[due:]:
@@ -871,8 +877,13 @@ class Simulation:
     def run(self) -> SimResult:
         """Run the scenario; returns the figures and the timeline."""
         self._started = wall.perf_counter()
+        # Before set-up: the host's thread (or process) inherits the pin.
+        self._one_core = self.sc.pin_core and self._cores.pin() is not None
         try:
             self._setup()
+            popen = getattr(self.host, "popen", None)
+            if popen is not None:
+                self._cores.add_process(popen.pid)
             for d in range(self.sc.days):
                 self._run_day(d)
                 self.days_run = d + 1
@@ -883,6 +894,7 @@ class Simulation:
             figures = self._figures(audit)
         finally:
             self._teardown()
+            self._cores.release()
             if not self.keep:
                 shutil.rmtree(self.base, ignore_errors=True)
         elapsed = wall.perf_counter() - self._started
@@ -892,6 +904,7 @@ class Simulation:
             "simulated_days_per_second": round(self.days_run / elapsed, 3) if elapsed else None,
             "baseline_store_seconds": round(self.naive_seconds, 2),
             "host_mode": self.sc.host_mode,
+            "one_core": self._one_core,
             "data_folder": str(self.base) if self.keep else None,
         }
         timeline = {
