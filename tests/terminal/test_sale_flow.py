@@ -410,6 +410,70 @@ def test_rows_of_a_sealed_batch_still_in_the_hot_tier_are_counted_once(
     assert t.refund(3_001, VISA, EXPIRY).status == "refused", "7,000 + 3,001 is over the day's 10,000"
 
 
+def test_the_terminals_day_total_counts_a_sealed_batch_once_while_its_rows_linger(
+    make_terminal: Callable[..., Terminal], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge after sealing hit a full disk: the terminal's daily limit still sees each sale once."""
+    from tillvault.store.tiers import Tiers
+
+    t = make_terminal(limits={"max_per_transaction": 6_000, "max_per_terminal_per_day": 10_000, "currency": "CNY"})
+    assert t.sale(6_000, VISA, EXPIRY).status == "approved"
+    assert t.sale(1_000, MASTERCARD, EXPIRY).status == "approved"
+    monkeypatch.setattr(Tiers, "purge_sealed_rows", lambda self: 0)
+    assert t.settle().ok
+    assert len(t.records.list()) == 2 and len(t.tiers.catalogue()) == 1, "sealed, and the rows linger"
+    today = t.business_date()
+    assert t.day_total(today) == (7_000, 2)
+    assert t.sale(3_000, VISA, EXPIRY).status == "approved", "7,000 + 3,000 is within the day's 10,000"
+    assert t.day_total(today) == (10_000, 3)
+    over = t.sale(1, VISA, EXPIRY)
+    assert over.status == "refused" and over.extra.get("limit") == "max_per_terminal_per_day"
+    # The segment leaves the device before the rows were purged: they count from the hot tier again.
+    t.journal.execute_direct("UPDATE segments SET local = 0")
+    t.tiers.forget_catalogue()
+    assert t.day_total(today) == (10_000, 3)
+    # ...and the purge of those rows takes them out once.
+    monkeypatch.undo()
+    t.tiers.purge_sealed_rows()
+    assert len(t.records.list()) == 1
+    assert t.records.day_total(today) == (3_000, 1)
+
+
+def test_a_journal_of_schema_6_with_lingering_rows_is_migrated_to_count_them_once(tmp_path: Path) -> None:
+    """Migration 7 rebuilds the day totals from the rows whose batch has no local segment."""
+    import sqlite3
+
+    from tillvault.store import schema
+
+    conn = sqlite3.connect(tmp_path / "j.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA user_version = 0")
+    for version in range(6):
+        for statement in schema.MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 6")
+    rows = [(1, 1, 500), (2, 1, 700), (3, 2, 900)]  # invoices 1-2 in batch 1, 3 in the open batch 2
+    for invoice, batch, amount in rows:
+        conn.execute(
+            "INSERT INTO transactions (invoice, terminal_id, batch, stan, business_date, kind, status, amount, "
+            "currency, created_ms, updated_ms, checksum) "
+            "VALUES (?, 'T1', ?, ?, '2026-12-01', 'sale', 'approved', ?, 'CNY', 0, 0, x'00')",
+            (invoice, batch, invoice, amount),
+        )
+    conn.execute(
+        "INSERT INTO segments (name, batch, records, bytes, digest, first_seq, last_seq, sealed_ms) "
+        "VALUES ('seg-1', 1, 2, 100, 'x', 1, 2, 0)"
+    )
+    assert conn.execute("SELECT amount, count FROM day_sales").fetchall() == [(2_100, 3)], "counted twice"
+    assert schema.migrate(conn) == 6
+    assert conn.execute("SELECT amount, count FROM day_sales").fetchall() == [(900, 1)]
+    conn.execute("UPDATE segments SET local = 0")
+    assert conn.execute("SELECT amount, count FROM day_sales").fetchall() == [(2_100, 3)]
+    conn.execute("UPDATE segments SET local = 1")
+    assert conn.execute("SELECT amount, count FROM day_sales").fetchall() == [(900, 1)]
+    conn.execute("DELETE FROM transactions WHERE batch = 1")  # the purge: already out of the total
+    assert conn.execute("SELECT amount, count FROM day_sales").fetchall() == [(900, 1)]
+
+
 def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a_duplicate(
     make_terminal: Callable[..., Terminal],
 ) -> None:

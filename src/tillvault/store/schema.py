@@ -268,6 +268,69 @@ MIGRATIONS.append(
     ]
 )
 
+
+def _unsealed(row: str) -> str:
+    """The row's batch has no segment on this device (its sales count in the hot total)."""
+    return f"NOT EXISTS (SELECT 1 FROM segments s WHERE s.batch = {row}.batch AND s.local = 1)"
+
+
+def _move_batch(sign: str) -> str:
+    """Add a segment's batch's live hot rows to ``day_sales`` times ``sign`` (``-1``: they leave it)."""
+    return f"""INSERT INTO day_sales (business_date, amount, count)
+            SELECT business_date, {sign} * sum(amount), {sign} * count(*) FROM transactions
+            WHERE batch = NEW.batch AND {LIVE_SALE} GROUP BY business_date
+            ON CONFLICT (business_date)
+            DO UPDATE SET amount = amount + excluded.amount, count = count + excluded.count;"""
+
+
+MIGRATIONS.append(
+    # 7: the terminal's day total counts a sealed batch once. Sealing and the purge of the
+    # sealed rows are two writes; when the purge cannot run (the disk filled in between), the
+    # rows linger in the hot tier while the local segment's aggregates count them too, and the
+    # terminal's daily limit saw those sales twice. ``day_sales`` now sums the hot rows whose
+    # batch has no local segment (as the per-card total already did): a batch leaves it when
+    # its segment is catalogued, and comes back if the segment leaves the device first.
+    [
+        "DROP TRIGGER day_sales_insert",
+        "DROP TRIGGER day_sales_delete",
+        "DROP TRIGGER day_sales_update",
+        f"""CREATE TRIGGER day_sales_insert AFTER INSERT ON transactions
+        WHEN {_live("NEW")} AND {_unsealed("NEW")}
+        BEGIN
+            INSERT INTO day_sales (business_date, amount, count) VALUES (NEW.business_date, NEW.amount, 1)
+            ON CONFLICT (business_date) DO UPDATE SET amount = amount + excluded.amount, count = count + 1;
+        END""",
+        f"""CREATE TRIGGER day_sales_delete AFTER DELETE ON transactions
+        WHEN {_live("OLD")} AND {_unsealed("OLD")}
+        BEGIN
+            UPDATE day_sales SET amount = amount - OLD.amount, count = count - 1
+            WHERE business_date = OLD.business_date;
+        END""",
+        f"""CREATE TRIGGER day_sales_update AFTER UPDATE OF kind, status, amount, business_date, batch
+        ON transactions
+        WHEN ({_live("OLD")} AND {_unsealed("OLD")}) OR ({_live("NEW")} AND {_unsealed("NEW")})
+        BEGIN
+            UPDATE day_sales SET amount = amount - OLD.amount, count = count - 1
+            WHERE business_date = OLD.business_date AND {_live("OLD")} AND {_unsealed("OLD")};
+            INSERT INTO day_sales (business_date, amount, count)
+            SELECT NEW.business_date, NEW.amount, 1 WHERE {_live("NEW")} AND {_unsealed("NEW")}
+            ON CONFLICT (business_date) DO UPDATE SET amount = amount + excluded.amount, count = count + 1;
+        END""",
+        f"""CREATE TRIGGER day_sales_sealed AFTER INSERT ON segments WHEN NEW.local = 1
+        BEGIN
+            {_move_batch("-1")}
+        END""",
+        f"""CREATE TRIGGER day_sales_segment_moved AFTER UPDATE OF local ON segments
+        WHEN (OLD.local = 1) != (NEW.local = 1)
+        BEGIN
+            {_move_batch("(CASE WHEN NEW.local = 1 THEN -1 ELSE 1 END)")}
+        END""",
+        "DELETE FROM day_sales",
+        f"INSERT INTO day_sales (business_date, amount, count) SELECT business_date, sum(amount), count(*) "
+        f"FROM transactions WHERE {LIVE_SALE} AND {_unsealed('transactions')} GROUP BY business_date",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
