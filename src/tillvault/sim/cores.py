@@ -1,11 +1,13 @@
 """Keep the simulation's threads on one CPU: the least busy one, looked at again every few seconds.
 
 The simulated terminal and its host hand every request back and forth (the 0200 out, the 0210
-back), so each request wakes a sleeping thread twice. Woken on another core, that wake-up is an
-inter-processor interrupt, and on a virtual machine an exit to the hypervisor as well; the two
-threads never run at once anyway (they take turns on the interpreter lock). With both on one core
-the hand-off is an ordinary context switch: on a 2-core VM the simulation ran 1.27× faster
-(``python bench/demo_speed.py --against-any-core``, BENCHMARKS.md).
+back): two threads of one interpreter that never run at once (they take turns on the interpreter
+lock) but touch the same objects. Left to the scheduler they land on different cores, and every
+hand-off wakes a thread on the other core, whose caches must then fetch what the first one just
+wrote. On a 2-core VM the simulation ran 1.27× faster on one core (``python bench/demo_speed.py
+--against-any-core``, BENCHMARKS.md); a bare socket round trip between two processes costs only
+about 10 µs more across cores there, so most of the gain is the shared objects staying in one
+core's caches.
 
 Pinned, the process can no longer move away from a core that something else starts to use, so the
 pin is re-chosen every :data:`RECHOOSE_SECONDS`: the core whose other users took the least time
