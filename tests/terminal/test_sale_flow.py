@@ -481,8 +481,6 @@ def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a
 
     now = [datetime.combine(datetime.now().date(), time(10, 0)).astimezone()]
     old = make_terminal("old", terminal_id="TVSWAP01", clock=lambda: now[0])
-    [seeded] = list(old.journal.events(0))  # journalled: a mirror is in step only once it holds it
-    assert (seeded.kind, seeded.data()["at_least"]) == ("stan_seeded", 360_000)
     sold = [old.sale(500 + i, "4111111111111111", "3012") for i in range(3)]
     assert [r.status for r in sold] == ["approved"] * 3 and sold[0].stan == 10 * 3600 * 10 + 1
     old.close()
@@ -492,11 +490,38 @@ def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a
     r = new.sale(700, "4111111111111111", "3012")
     assert r.status == "approved", r.reason  # before: STAN 1 again, declined 94 as a duplicate transmission
     assert r.stan > sold[-1].stan
-    # Its own day after midnight starts at 1 as usual.
+    # The next day starts from its own time of day; at 00:00:00 that is 1.
     now[0] = datetime.combine(now[0].date() + timedelta(days=1), time(0, 0, 30)).astimezone()
+    assert new.sale(800, "4111111111111111", "3012").stan == 30 * 10 + 1
+    now[0] = datetime.combine(now[0].date() + timedelta(days=1), time(0, 0, 0)).astimezone()
     assert new.sale(800, "4111111111111111", "3012").stan == 1
-    at_midnight = make_terminal("midnight", clock=lambda: datetime.combine(now[0].date(), time(0)).astimezone())
-    assert list(at_midnight.journal.events(0)) == [], "nothing to seed at 00:00:00: STANs start at 1"
+
+
+def test_a_spare_set_up_on_an_earlier_day_does_not_repeat_the_days_stans(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    """The shop's terminal has sold for days; a spare set up yesterday replaces it at 15:00 today."""
+    from datetime import datetime, time, timedelta
+
+    today = datetime.now().date()
+    shop_clock = [datetime.combine(today - timedelta(days=2), time(9, 0)).astimezone()]
+    shop = make_terminal("shop", terminal_id="TVSPARE1", clock=lambda: shop_clock[0])
+    assert shop.sale(100, "4111111111111111", "3012").status == "approved"
+    spare_clock = [datetime.combine(today - timedelta(days=1), time(16, 0)).astimezone()]
+    spare = make_terminal("spare", terminal_id="TVSPARE1", clock=lambda: spare_clock[0])
+    assert spare.sale(100, "4111111111111111", "3012").status == "approved"  # its test sale, yesterday
+    spare.close()
+    sold = []
+    for minute in range(0, 6 * 60, 30):  # a sale every half hour until 15:00
+        shop_clock[0] = datetime.combine(today, time(9, 0)).astimezone() + timedelta(minutes=minute)
+        sold.append(shop.sale(200 + minute, "4111111111111111", "3012"))
+    assert all(r.status == "approved" for r in sold), [r.reason for r in sold]
+    shop.close()
+    spare = Terminal.open(spare.data_dir, clock=lambda: datetime.combine(today, time(15, 0)).astimezone())
+    r = spare.sale(900, "4111111111111111", "3012")
+    assert r.status == "approved", r.reason  # before: its first STAN of today was 1, the shop's 9:00 sale's
+    assert r.stan == 15 * 3600 * 10 + 1 and r.stan > max(s.stan for s in sold)
+    spare.close()
 
 
 def test_a_sale_sends_a_slice_of_the_backlog_and_the_customer_is_not_held(

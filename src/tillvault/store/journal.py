@@ -559,17 +559,21 @@ class Journal:
         """Append one event on its own; returns its sequence number."""
         return self.write(lambda ctx: ctx.emit(kind, body), klass=klass).result
 
-    def next_counter(self, conn: sqlite3.Connection, name: str, *, start: int = 1, wrap: int = 0) -> int:
-        """Advance and return counter ``name`` inside a write (``wrap``: restart at ``start`` after it)."""
+    def next_counter(
+        self, conn: sqlite3.Connection, name: str, *, start: int = 1, wrap: int = 0, first: int | None = None
+    ) -> int:
+        """Advance and return counter ``name`` inside a write (``wrap``: restart at ``start`` after it;
+        ``first``: the value of a counter that does not exist yet, ``start`` if not given)."""
+        first = start if first is None else first
         if _HAS_RETURNING:  # one statement instead of a read and a write (two per sale)
             row = conn.execute(
                 "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = "
                 "CASE WHEN ? > 0 AND value + 1 > ? THEN ? ELSE value + 1 END RETURNING value",
-                (name, start, wrap, wrap, start),
+                (name, first, wrap, wrap, start),
             ).fetchone()
             return int(row[0])
         row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        value = start if row is None else int(row[0]) + 1
+        value = first if row is None else int(row[0]) + 1
         if wrap and value > wrap:
             value = start
         conn.execute(

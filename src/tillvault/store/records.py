@@ -147,6 +147,8 @@ class Records:
         self.journal = journal
         self.terminal_id = terminal_id
         self._open_count: int | None = None
+        #: The first STAN of a business day (the terminal derives it from its clock).
+        self.first_stan: Callable[[], int] = lambda: 1
         journal.on_external_change.append(self.forget_cached_counts)  # another process sold or settled
 
     # -- batches ------------------------------------------------------------------------------
@@ -180,25 +182,10 @@ class Records:
             self._open_count = int(row[0])
         return self._open_count
 
-    def seed_stan(self, business_date: str, at_least: int) -> None:
-        """Make the day's next STAN ``at_least + 1`` or more (never lowers the counter).
-
-        Journalled as a ``stan_seeded`` event, so a device that mirrors the journal is in step
-        only once it holds the seed too. Nothing is written for ``at_least`` 0 (STANs start at 1).
-        """
-        at_least = min(max(0, at_least), STAN_MAX - 1)
-        if at_least == 0:
-            return
-
-        def apply(ctx: WriteContext) -> None:
-            ctx.conn.execute(
-                "INSERT INTO counters (name, value) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
-                (f"stan:{business_date}", at_least),
-            )
-            ctx.emit("stan_seeded", {"business_date": business_date, "at_least": at_least})
-
-        self.journal.write(apply)
+    def next_stan(self, conn: sqlite3.Connection, business_date: str) -> int:
+        """The day's next STAN, inside a write: the day's first is :attr:`first_stan`, then one more
+        each time up to 999,999, then 1 again."""
+        return self.journal.next_counter(conn, f"stan:{business_date}", wrap=STAN_MAX, first=self.first_stan())
 
     def forget_cached_counts(self) -> None:
         """Drop cached counts (after a batch closes, or another process wrote)."""
@@ -241,7 +228,7 @@ class Records:
         def apply(ctx: WriteContext) -> dict[str, Any]:
             conn = ctx.conn
             invoice = self.journal.next_counter(conn, "invoice")
-            stan = self.journal.next_counter(conn, f"stan:{business_date}", wrap=STAN_MAX)
+            stan = self.next_stan(conn, business_date)
             tx = dict.fromkeys(TX_COLUMNS)
             tx.update(fields)
             tx.update(

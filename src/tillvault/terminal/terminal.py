@@ -41,7 +41,7 @@ from tillvault.terminal.config import CONFIG_NAME, OfflinePolicy, TerminalConfig
 JOURNAL_NAME = "journal.db"
 #: The pressure ladder runs on its own at most this often (terminal clock) while pressure is raised.
 LADDER_INTERVAL_MS = 10 * 60_000
-#: A new terminal's first STAN of the day: ten per second since midnight (see ``Terminal.init``).
+#: A business day's first STAN: ten per second since midnight (see ``Terminal.first_stan``).
 STANS_PER_SECOND = 10
 
 Clock = Callable[[], datetime]
@@ -69,6 +69,7 @@ class Terminal:
         primary, root = choose_primary(self.data_dir, config.device_b)
         self.journal = Journal(root / JOURNAL_NAME, device=primary).open()
         self.records = Records(self.journal, config.terminal_id)
+        self.records.first_stan = self.first_stan
         self.tiers = Tiers(root, self.journal, self.records, keyring, config.terminal_id)
         self.caches = CacheManager(self.data_dir, clock=lambda: self.clock().timestamp())
         self.retention = RetentionPolicy.from_dict(config.retention)
@@ -212,14 +213,6 @@ class Terminal:
                 DirectorySink(archive).mark()
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.lock()
-        # A terminal that replaces another under the same id during the day (a swapped device) must
-        # not send that day's STANs again: the host would decline every one as a duplicate (94).
-        # The day's STANs start from the time of day, ten a second: above any count the other one
-        # reached unless it sold faster than that since its own start.
-        now = terminal.now()
-        terminal.records.seed_stan(
-            now.date().isoformat(), (now.hour * 3600 + now.minute * 60 + now.second) * STANS_PER_SECOND
-        )
         terminal.space.ensure_ballast()
         terminal.space.maintain()
         return terminal
@@ -315,6 +308,17 @@ class Terminal:
     def now(self) -> datetime:
         """The terminal's clock (injectable: the simulator runs an accelerated one)."""
         return self.clock()
+
+    def first_stan(self) -> int:
+        """A business day's first STAN: ten per second since local midnight, plus one.
+
+        Not 1: a terminal that replaces another under the same id during the day (a swapped
+        device, a spare set up on another day) must not send that day's STANs again, or the host
+        declines every one as a duplicate (94). Counting from the time of day keeps it above
+        whatever the other one reached, unless that one sold faster than ten a second all day.
+        """
+        now = self.now()
+        return min((now.hour * 3600 + now.minute * 60 + now.second) * STANS_PER_SECOND + 1, 999_999)
 
     def now_ms(self) -> int:
         """The terminal's clock in ms since the epoch."""
