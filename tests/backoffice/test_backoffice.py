@@ -95,6 +95,7 @@ def _serve(dsn: str, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        store.close()
 
 
 @pytest.fixture
@@ -513,6 +514,32 @@ def test_two_enrolments_at_once_leave_one_token(dsn: str) -> None:
         for th in threads:
             th.join()
         assert sorted(store.terminal_for_token(tok) is not None for tok in tokens) == [False, True]
+
+
+def test_requests_reuse_pooled_connections_and_survive_a_dropped_one(dsn: str) -> None:
+    """One connection serves request after request; one killed by PostgreSQL is replaced, not an error."""
+    with FleetStore(dsn) as store:
+        store.migrate()
+        pids = []
+        for _ in range(10):
+            with store.connect() as conn:
+                pids.append(conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+        assert len(set(pids)) <= 2, "before: a new connection (5 ms here) for every request"
+        with psycopg.connect(BASE_DSN, autocommit=True) as admin:  # PostgreSQL restarts, say
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (list(set(pids)),))
+        assert store.fleet() == []
+        with store.connect() as conn:
+            again = conn.execute(
+                "SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app"
+            ).fetchone()
+        assert again["pid"] not in pids and again["app"] == "tillvault-backoffice"
+        # A failed request rolls back and gives its connection back in working order.
+        with pytest.raises(psycopg.errors.UndefinedTable), store.connect() as conn:
+            conn.execute("SELECT * FROM no_such_table")
+        assert store.fleet() == []
+    with psycopg.connect(BASE_DSN) as admin:
+        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (again["pid"],)).fetchone()
+    assert row is not None and row[0] == 0, "close() closed the pooled connections"
 
 
 def test_no_proxy_sees_the_token_and_a_bad_ca_file_is_named(

@@ -8,19 +8,28 @@ and segments and nothing else, so a lost or stolen terminal endangers no other t
 keyed by (terminal, business date, report time), so a report sent twice is stored once
 (``ON CONFLICT DO NOTHING``): terminals retry freely. ``terminal_id`` leads every key, the
 distribution key for spreading the fleet over several nodes (Citus) when one is not enough.
+
+Requests take a connection from a small pool (``psycopg_pool``) instead of opening one each: a
+new connection to a local PostgreSQL cost 5 ms here against 0.1 ms for a query on an open one,
+and a fleet reports all day. A connection is checked before it is lent, so a restarted
+PostgreSQL costs a reconnection, not an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import secrets
+import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from tillvault.errors import InvalidInput
 
@@ -79,17 +88,56 @@ SEGMENT_NAME = re.compile(r"seg-[A-Za-z0-9 ._-]{1,16}-[0-9]{6}\.tvs")
 class FleetStore:
     """Ingestion and queries over one PostgreSQL database (``dsn``: a libpq connection string)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, pool_size: int = 8, wait_s: float = 10.0) -> None:
         self.dsn = dsn
         self._months: set[str] = set()
+        self._pool_size = pool_size
+        self._wait_s = wait_s
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] | None = None
+        self._pool_lock = threading.Lock()
 
-    def connect(self) -> psycopg.Connection[dict[str, Any]]:
-        """A new connection (rows as dicts)."""
-        return psycopg.connect(self.dsn, row_factory=dict_row, connect_timeout=5)
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection (rows as dicts) for a ``with`` block: committed at its end, rolled
+        back if the block raised, then given back to the pool.
+
+        :raises psycopg_pool.PoolTimeout: no connection within ``wait_s`` (PostgreSQL down, or
+            every pooled connection busy).
+        """
+        with self._lent_pool().connection(timeout=self._wait_s) as conn:
+            yield conn
+
+    def _lent_pool(self) -> ConnectionPool[psycopg.Connection[dict[str, Any]]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    kwargs={"row_factory": dict_row, "connect_timeout": 5, "application_name": "tillvault-backoffice"},
+                    check=ConnectionPool.check_connection,
+                    open=True,
+                    name="tillvault-backoffice",
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Close the pooled connections (a later request opens the pool again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> FleetStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def migrate(self) -> None:
-        """Create the tables if they are not there."""
-        with self.connect() as conn:
+        """Create the tables if they are not there (on a connection of its own: if PostgreSQL
+        cannot be used, its own error says why, at once)."""
+        with psycopg.connect(self.dsn, connect_timeout=5) as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
 
