@@ -125,3 +125,55 @@ def test_nothing_pinned_with_one_cpu_allowed(monkeypatch: pytest.MonkeyPatch) ->
     pin.check()
     pin.release()
     assert pin.cpu is None
+
+
+@needs_two_cpus
+def test_every_thread_of_an_added_process_moves_and_is_released(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The host in its own process serves from threads of its own: they move with the pin, not just its main thread."""
+    import subprocess
+    import sys
+    import time
+
+    allowed = sorted(os.sched_getaffinity(0))
+    a, b = allowed[0], allowed[1]
+    fake = tmp_path / "stat"
+    fake.write_text(f"cpu{a} 0 0 0 100 0 0 0 0\ncpu{b} 50 0 0 50 0 0 0 0\n")
+    monkeypatch.setattr(cores, "_PROC_STAT", fake)
+    now = [0.0]
+    pin = CorePin(clock=lambda: now[0])
+    assert pin.pin() == a
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+            "print('up', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def child_affinities() -> list[set[int]]:
+        tasks = list(Path(f"/proc/{child.pid}/task").iterdir())
+        return [os.sched_getaffinity(int(t.name)) for t in tasks]
+
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "up"
+        pin.add_process(child.pid)
+        assert len(child_affinities()) == 2 and all(x == {a} for x in child_affinities())
+        fake.write_text(f"cpu{a} 10000 0 0 100 0 0 0 0\ncpu{b} 50 0 0 10050 0 0 0 0\n")
+        now[0] = cores.RECHOOSE_SECONDS + 0.1
+        time.sleep(0.01)
+        pin.check()
+        assert pin.cpu == b
+        assert all(x == {b} for x in child_affinities()), "before: the child's serving thread stayed behind"
+        pin.release()
+        assert all(x == set(allowed) for x in child_affinities())
+    finally:
+        pin.release()
+        child.kill()
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()

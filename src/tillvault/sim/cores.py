@@ -121,11 +121,11 @@ class CorePin:
         return self._current
 
     def add_process(self, pid: int) -> None:
-        """Keep another process (the host in its own process) on the same CPU from now on."""
+        """Keep another process (the host in its own process) and every thread of it on the same
+        CPU from now on."""
         self._pids.append(pid)
         if self._current is not None:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(pid, {self._current})
+            self._apply(self._current)
 
     def check(self) -> None:
         """Move to an idler CPU if the current one has become busy with other work."""
@@ -152,8 +152,15 @@ class CorePin:
 
     # -- inside ---------------------------------------------------------------------------------
     def _targets(self) -> list[int]:
+        """This process's threads, and every thread of the added processes (an affinity is a
+        thread's own: setting a process's moves its main thread only)."""
         tids = [t.native_id for t in threading.enumerate() if t.native_id is not None]
-        return tids + self._pids
+        for pid in self._pids:
+            try:
+                tids.extend(int(task.name) for task in Path(f"/proc/{pid}/task").iterdir())
+            except (OSError, ValueError):
+                tids.append(pid)  # no /proc: its main thread at least
+        return tids
 
     def _apply(self, cpu: int) -> None:
         for tid in self._targets():

@@ -474,6 +474,7 @@ class Simulation:
     # -- the ladder, settlement -----------------------------------------------------------------
     def _tick(self, when: datetime) -> None:
         """The terminal's periodic housekeeping: the pressure ladder; then a chart point."""
+        self._cores.check()
         self.clock.set(when)
         self._link(when, self._gap_open)
         flaky = False
@@ -723,13 +724,13 @@ class Simulation:
             self._link(intent.time, intent.host_down)
             self._request(day, intent, results)
             if n % 250 == 0:
-                self._cores.check()
                 self._report_progress("selling")
         self._gap_open = False
         for when, _, action in schedule[due:]:
             action(when)
         self.clock.set(closing)
         self._link(closing)
+        self._cores.check()
         self._settle(closing, "closing")
         if self.naive is not None:
             self.naive.close_day(day.isoformat(), closing.isoformat())
@@ -792,6 +793,7 @@ class Simulation:
         self._update_name = None
 
     def _report_progress(self, phase: str) -> None:
+        self._cores.check()  # every 250 requests, and between the phases of a day
         if self.progress is not None:
             self.progress(
                 Progress(
@@ -893,8 +895,10 @@ class Simulation:
             audit = self._audit()
             figures = self._figures(audit)
         finally:
-            self._teardown()
-            self._cores.release()
+            try:
+                self._teardown()
+            finally:
+                self._cores.release()
             if not self.keep:
                 shutil.rmtree(self.base, ignore_errors=True)
         elapsed = wall.perf_counter() - self._started
