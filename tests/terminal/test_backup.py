@@ -59,6 +59,34 @@ def test_backup_during_a_stream_of_sales_restores_every_acknowledged_sale(
         assert restored.find_transaction(1)["amount"] == 100  # from the sealed segment
 
 
+def test_a_restore_in_the_afternoon_does_not_repeat_the_mornings_stans(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    """The original started its day at 00:05 and sold on after the backup; the restore is at 15:00."""
+    from datetime import datetime, time, timedelta
+
+    today = datetime.now().date()
+    clock = [datetime.combine(today, time(0, 5)).astimezone()]
+    t = make_terminal(clock=lambda: clock[0])
+    assert t.sale(100, PANS[0], "3012").stan == 5 * 60 * 10 + 1
+    create_backup(t, tmp_path / "backup", "correct horse battery staple")
+    for i in range(3):  # after the backup: the host has these, the backup does not
+        clock[0] += timedelta(hours=4)
+        assert t.sale(200 + i, PANS[i], "3012").status == "approved"
+    restore_backup(
+        tmp_path / "backup",
+        tmp_path / "new-device",
+        "correct horse battery staple",
+        tmp_path / "new-ring",
+        now=datetime.combine(today, time(15, 0)).astimezone(),
+    )
+    with Terminal.open(tmp_path / "new-device", clock=lambda: datetime.combine(today, time(15, 0)).astimezone()) as r:
+        assert r.journal.counter(f"stan:{today.isoformat()}") == 15 * 3600 * 10  # before: 3,001 + 10,000
+        sold = r.sale(300, PANS[5], "3012")
+        assert sold.status == "approved", sold.reason
+        assert sold.stan == 15 * 3600 * 10 + 1
+
+
 def test_wrong_passphrase_and_damage_are_refused(make_terminal: Callable[..., Terminal], tmp_path: Path) -> None:
     t = make_terminal()
     t.sale(100, PANS[0], "3012")

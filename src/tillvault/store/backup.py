@@ -27,6 +27,7 @@ import secrets
 import shutil
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,9 +236,16 @@ def read_manifest(src: Path) -> dict[str, Any]:
 
 
 def restore_backup(
-    src: Path | str, data_dir: Path | str, passphrase: str, keyring_dir: Path | str | None = None
+    src: Path | str,
+    data_dir: Path | str,
+    passphrase: str,
+    keyring_dir: Path | str | None = None,
+    *,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Rebuild a terminal from a backup into ``data_dir`` (a new device) and verify it.
+
+    ``now`` (local time; default the system clock) decides where today's STANs start.
 
     :raises BackupCorrupt: the backup is damaged or incomplete.
     :raises KeyRingError: wrong passphrase.
@@ -245,7 +253,7 @@ def restore_backup(
     """
     from tillvault.store.keys import Key, KeyRing, default_keyring_dir
     from tillvault.terminal.config import CONFIG_NAME, TerminalConfig
-    from tillvault.terminal.terminal import Terminal
+    from tillvault.terminal.terminal import Terminal, day_first_stan
 
     src, data_dir = Path(src), Path(data_dir)
     manifest = read_manifest(src)
@@ -284,8 +292,14 @@ def restore_backup(
         # Sales made after the backup reached the host: skip far ahead so no invoice or STAN is reused.
         conn.execute("UPDATE counters SET value = value + ? WHERE name = 'invoice'", (RESTORE_SKIP,))
         conn.execute("UPDATE counters SET value = (value + ?) % 999999 + 1 WHERE name LIKE 'stan:%'", (RESTORE_SKIP,))
-        today = time.strftime("%Y-%m-%d")
-        conn.execute("INSERT OR IGNORE INTO counters (name, value) VALUES (?, ?)", (f"stan:{today}", RESTORE_SKIP))
+        # Today's STANs: above the skip, and above what the original can have sent since the
+        # day's start (the day's first STAN as if the day started now; see Terminal.first_stan).
+        now = now or datetime.now().astimezone()
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+            (f"stan:{now.date().isoformat()}", max(RESTORE_SKIP, day_first_stan(now) - 1)),
+        )
         names = manifest["segments"]
         conn.execute(
             f"UPDATE segments SET local = 0 WHERE name NOT IN ({','.join('?' for _ in names) or 'NULL'})", names

@@ -52,6 +52,11 @@ def system_clock() -> datetime:
     return datetime.now().astimezone()
 
 
+def day_first_stan(now: datetime) -> int:
+    """The first STAN of a day that starts at ``now`` (local time): ten per second since midnight, plus one."""
+    return min((now.hour * 3600 + now.minute * 60 + now.second) * STANS_PER_SECOND + 1, 999_999)
+
+
 class Terminal:
     """One POS terminal's vault. Open with :meth:`open`, create with :meth:`init`."""
 
@@ -310,15 +315,16 @@ class Terminal:
         return self.clock()
 
     def first_stan(self) -> int:
-        """A business day's first STAN: ten per second since local midnight, plus one.
+        """A business day's first STAN (:func:`day_first_stan` of the terminal's clock).
 
         Not 1: a terminal that replaces another under the same id during the day (a swapped
         device, a spare set up on another day) must not send that day's STANs again, or the host
-        declines every one as a duplicate (94). Counting from the time of day keeps it above
-        whatever the other one reached, unless that one sold faster than ten a second all day.
+        declines every one as a duplicate (94). Counting from the time of the replacement's first
+        message keeps it above whatever the other one reached, unless that one sent more than ten
+        a second since its own first message of the day. (A replacement that already sent
+        something earlier the same day carries on from its own counter.)
         """
-        now = self.now()
-        return min((now.hour * 3600 + now.minute * 60 + now.second) * STANS_PER_SECOND + 1, 999_999)
+        return day_first_stan(self.now())
 
     def now_ms(self) -> int:
         """The terminal's clock in ms since the epoch."""
