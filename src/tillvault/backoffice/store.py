@@ -88,7 +88,7 @@ SEGMENT_NAME = re.compile(r"seg-[A-Za-z0-9 ._-]{1,16}-[0-9]{6}\.tvs")
 class FleetStore:
     """Ingestion and queries over one PostgreSQL database (``dsn``: a libpq connection string)."""
 
-    def __init__(self, dsn: str, *, pool_size: int = 8, wait_s: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, pool_size: int = 8, wait_s: float = 5.0) -> None:
         self.dsn = dsn
         self._months: set[str] = set()
         self._pool_size = pool_size

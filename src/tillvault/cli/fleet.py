@@ -154,7 +154,12 @@ def backoffice_enrol(
 
     Set it as TILLVAULT_BACKOFFICE_TOKEN on that terminal. Enrolling again replaces the old token.
     """
-    out = guarded(lambda: {"terminal_id": terminal_id, "token": _fleet_store(dsn).enrol(terminal_id)}, as_json=as_json)
+
+    def enrol() -> dict[str, Any]:
+        with _fleet_store(dsn) as store:
+            return {"terminal_id": terminal_id, "token": store.enrol(terminal_id)}
+
+    out = guarded(enrol, as_json=as_json)
     if as_json:
         emit_json(out)
     else:
@@ -168,9 +173,12 @@ def backoffice_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Withdraw a terminal's own token (a lost or stolen terminal): it opens nothing from now on."""
-    out = guarded(
-        lambda: {"terminal_id": terminal_id, "revoked": _fleet_store(dsn).revoke(terminal_id)}, as_json=as_json
-    )
+
+    def revoke() -> dict[str, Any]:
+        with _fleet_store(dsn) as store:
+            return {"terminal_id": terminal_id, "revoked": store.revoke(terminal_id)}
+
+    out = guarded(revoke, as_json=as_json)
     if as_json:
         emit_json(out)
     else:
