@@ -66,6 +66,24 @@ def test_choose_cpu_only_among_allowed_cpus() -> None:
     assert choose_cpu(before, after, {0, 2}, None, 0) == 2
 
 
+def _pin_over_fake_stat(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[CorePin, list[float], Path, tuple[int, int]]:
+    """A CorePin on a clock the test moves, reading a /proc/stat the test writes (two idle CPUs)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    a, b = allowed[0], allowed[1]
+    fake = tmp_path / "stat"
+    fake.write_text(f"cpu{a} 0 0 0 100 0 0 0 0\ncpu{b} 50 0 0 50 0 0 0 0\n")
+    monkeypatch.setattr(cores, "_PROC_STAT", fake)
+    now = [0.0]
+    return CorePin(clock=lambda: now[0]), now, fake, (a, b)
+
+
+def _crowd(fake: Path, a: int, b: int) -> None:
+    """Since the last look, CPU ``a`` was fully busy with other work and CPU ``b`` idle."""
+    fake.write_text(f"cpu{a} 10000 0 0 100 0 0 0 0\ncpu{b} 50 0 0 10050 0 0 0 0\n")
+
+
 @needs_two_cpus
 def test_pin_keeps_every_thread_on_one_cpu_and_release_gives_them_back() -> None:
     allowed = os.sched_getaffinity(0)
@@ -95,17 +113,12 @@ def test_pin_keeps_every_thread_on_one_cpu_and_release_gives_them_back() -> None
 @needs_two_cpus
 def test_check_moves_off_a_crowded_core(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """/proc/stat says the pinned core filled with other work: the next check moves every thread."""
+    pin, now, fake, (a, b) = _pin_over_fake_stat(monkeypatch, tmp_path)
     allowed = sorted(os.sched_getaffinity(0))
-    a, b = allowed[0], allowed[1]
-    fake = tmp_path / "stat"
-    fake.write_text(f"cpu{a} 0 0 0 100 0 0 0 0\ncpu{b} 50 0 0 50 0 0 0 0\n")
-    monkeypatch.setattr(cores, "_PROC_STAT", fake)
-    now = [0.0]
-    pin = CorePin(clock=lambda: now[0])
     try:
         assert pin.pin() == a  # both idle in the 50 ms look: the lower number
         # the next 2 s: cpu a was fully busy, cpu b idle, and this process used (almost) nothing
-        fake.write_text(f"cpu{a} 10000 0 0 100 0 0 0 0\ncpu{b} 50 0 0 10050 0 0 0 0\n")
+        _crowd(fake, a, b)
         now[0] = cores.RECHOOSE_SECONDS - 0.5
         pin.check()
         assert pin.cpu == a  # not yet: checks are at most every RECHOOSE_SECONDS
@@ -136,13 +149,8 @@ def test_every_thread_of_an_added_process_moves_and_is_released(
     import sys
     import time
 
+    pin, now, fake, (a, b) = _pin_over_fake_stat(monkeypatch, tmp_path)
     allowed = sorted(os.sched_getaffinity(0))
-    a, b = allowed[0], allowed[1]
-    fake = tmp_path / "stat"
-    fake.write_text(f"cpu{a} 0 0 0 100 0 0 0 0\ncpu{b} 50 0 0 50 0 0 0 0\n")
-    monkeypatch.setattr(cores, "_PROC_STAT", fake)
-    now = [0.0]
-    pin = CorePin(clock=lambda: now[0])
     assert pin.pin() == a
     child = subprocess.Popen(
         [
@@ -163,7 +171,7 @@ def test_every_thread_of_an_added_process_moves_and_is_released(
         assert child.stdout is not None and child.stdout.readline().strip() == "up"
         pin.add_process(child.pid)
         assert len(child_affinities()) == 2 and all(x == {a} for x in child_affinities())
-        fake.write_text(f"cpu{a} 10000 0 0 100 0 0 0 0\ncpu{b} 50 0 0 10050 0 0 0 0\n")
+        _crowd(fake, a, b)
         now[0] = cores.RECHOOSE_SECONDS + 0.1
         time.sleep(0.01)
         pin.check()
