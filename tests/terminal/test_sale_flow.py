@@ -497,6 +497,21 @@ def test_a_terminal_swapped_in_under_the_same_id_the_same_day_is_not_taken_for_a
     assert new.sale(800, "4111111111111111", "3012").stan == 1
 
 
+def test_a_days_first_stan_comes_from_the_instant_that_gave_the_day(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    """A day's first message written at 23:59:59 starts near 863,990, even if the clock has passed midnight since."""
+    from datetime import datetime, time, timedelta
+
+    today = datetime.now().date()
+    late = datetime.combine(today, time(23, 59, 59)).astimezone()
+    t = make_terminal(clock=lambda: late + timedelta(seconds=2))  # the clock read again: 00:00:01 tomorrow
+    tx = t.records.record_intent(
+        kind="sale", amount=100, currency="CNY", business_date=today.isoformat(), ts_ms=int(late.timestamp() * 1000)
+    )
+    assert tx["stan"] == (23 * 3600 + 59 * 60 + 59) * 10 + 1  # before: 11, from the clock read again
+
+
 def test_a_spare_set_up_on_an_earlier_day_does_not_repeat_the_days_stans(
     make_terminal: Callable[..., Terminal],
 ) -> None:

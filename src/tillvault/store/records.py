@@ -148,7 +148,9 @@ class Records:
         self.terminal_id = terminal_id
         self._open_count: int | None = None
         #: The first STAN of a business day (the terminal derives it from its clock).
-        self.first_stan: Callable[[], int] = lambda: 1
+        #: The first STAN of a business day whose first message is at this instant (ms since the
+        #: epoch); the terminal derives it from the time of day.
+        self.first_stan: Callable[[int], int] = lambda _at_ms: 1
         journal.on_external_change.append(self.forget_cached_counts)  # another process sold or settled
 
     # -- batches ------------------------------------------------------------------------------
@@ -182,10 +184,10 @@ class Records:
             self._open_count = int(row[0])
         return self._open_count
 
-    def next_stan(self, conn: sqlite3.Connection, business_date: str) -> int:
-        """The day's next STAN, inside a write: the day's first is :attr:`first_stan`, then one more
-        each time up to 999,999, then 1 again."""
-        return self.journal.next_counter(conn, f"stan:{business_date}", wrap=STAN_MAX, first=self.first_stan())
+    def next_stan(self, conn: sqlite3.Connection, business_date: str, at_ms: int) -> int:
+        """The day's next STAN for a message at ``at_ms``, inside a write: the day's first is
+        :attr:`first_stan` of that instant, then one more each time up to 999,999, then 1 again."""
+        return self.journal.next_counter(conn, f"stan:{business_date}", wrap=STAN_MAX, first=self.first_stan(at_ms))
 
     def forget_cached_counts(self) -> None:
         """Drop cached counts (after a batch closes, or another process wrote)."""
@@ -228,7 +230,7 @@ class Records:
         def apply(ctx: WriteContext) -> dict[str, Any]:
             conn = ctx.conn
             invoice = self.journal.next_counter(conn, "invoice")
-            stan = self.next_stan(conn, business_date)
+            stan = self.next_stan(conn, business_date, ts)
             tx = dict.fromkeys(TX_COLUMNS)
             tx.update(fields)
             tx.update(

@@ -215,7 +215,7 @@ def settle(t: Terminal) -> SettlementReport:
 
 def _allocate_stan(t: Terminal) -> int:
     date = t.business_date()
-    return int(t.journal.write(lambda ctx: t.records.next_stan(ctx.conn, date), klass=SETTLEMENT).result)
+    return int(t.journal.write(lambda ctx: t.records.next_stan(ctx.conn, date, t.now_ms()), klass=SETTLEMENT).result)
 
 
 def _mark(t: Terminal, batch: int, status: str, state: dict[str, Any], event: str, body: dict[str, Any]) -> None:

@@ -314,8 +314,10 @@ class Terminal:
         """The terminal's clock (injectable: the simulator runs an accelerated one)."""
         return self.clock()
 
-    def first_stan(self) -> int:
-        """A business day's first STAN (:func:`day_first_stan` of the terminal's clock).
+    def first_stan(self, at_ms: int | None = None) -> int:
+        """A business day's first STAN (:func:`day_first_stan`) for its first message at ``at_ms``
+        (ms since the epoch; default now), in the terminal clock's time zone: the instant that
+        also gave the message its day, so a first sale just before midnight starts near 863,990.
 
         Not 1: a terminal that replaces another under the same id during the day (a swapped
         device, a spare set up on another day) must not send that day's STANs again, or the host
@@ -324,7 +326,10 @@ class Terminal:
         a second since its own first message of the day. (A replacement that already sent
         something earlier the same day carries on from its own counter.)
         """
-        return day_first_stan(self.now())
+        now = self.now()
+        if at_ms is None:
+            return day_first_stan(now)
+        return day_first_stan(datetime.fromtimestamp(at_ms / 1000, tz=now.tzinfo))
 
     def now_ms(self) -> int:
         """The terminal's clock in ms since the epoch."""
