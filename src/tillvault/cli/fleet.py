@@ -131,6 +131,12 @@ def _fleet_store(dsn: str, *, purge: bool = False) -> Any:
     return store
 
 
+def _on_store(dsn: str, method: str, *args: Any) -> Any:
+    """Call the back office store's ``method`` once, on a store (and pool) closed afterwards."""
+    with _fleet_store(dsn) as store:
+        return getattr(store, method)(*args)
+
+
 def _dsn_shown(dsn: str) -> tuple[str, str]:
     """(user@host:port/dbname, the password or "") of a connection string in URL or key=value form."""
     try:
@@ -154,12 +160,7 @@ def backoffice_enrol(
 
     Set it as TILLVAULT_BACKOFFICE_TOKEN on that terminal. Enrolling again replaces the old token.
     """
-
-    def enrol() -> dict[str, Any]:
-        with _fleet_store(dsn) as store:
-            return {"terminal_id": terminal_id, "token": store.enrol(terminal_id)}
-
-    out = guarded(enrol, as_json=as_json)
+    out = guarded(lambda: {"terminal_id": terminal_id, "token": _on_store(dsn, "enrol", terminal_id)}, as_json=as_json)
     if as_json:
         emit_json(out)
     else:
@@ -173,12 +174,9 @@ def backoffice_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Withdraw a terminal's own token (a lost or stolen terminal): it opens nothing from now on."""
-
-    def revoke() -> dict[str, Any]:
-        with _fleet_store(dsn) as store:
-            return {"terminal_id": terminal_id, "revoked": store.revoke(terminal_id)}
-
-    out = guarded(revoke, as_json=as_json)
+    out = guarded(
+        lambda: {"terminal_id": terminal_id, "revoked": _on_store(dsn, "revoke", terminal_id)}, as_json=as_json
+    )
     if as_json:
         emit_json(out)
     else:
