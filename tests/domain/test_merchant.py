@@ -132,3 +132,46 @@ def test_explicit_merchant_id_wins() -> None:
     )
     merchant = Merchant.from_qr(parse_qr(payload), terminal_id="12345678", merchant_id="MID 42")
     assert merchant.merchant_id == "MID 42"
+
+
+def test_from_qr_never_takes_a_bank_code_or_free_text_for_the_merchant_id() -> None:
+    # DuitNow: sub-field 01 is the acquirer (the same for every merchant of that bank), 02 the merchant.
+    nasi = (
+        "00020101021126560016A0000006150001010106890053021500000000012345603030055204581253034585802MY"
+        "5918NASI LEMAK BANGSAR6012KUALA LUMPUR63040CD4"
+    )
+    kedai = (
+        "00020101021126560016A0000006150001010106890053021500000000099999903030055204549953034585802MY"
+        "5920KEDAI RUNCIT AH SENG6006PENANG63047AAA"
+    )
+    ids = [Merchant.from_qr(parse_qr(q), terminal_id="MY000001").merchant_id for q in (nasi, kedai)]
+    assert ids == ["000000000123456", "000000000999999"]
+    # QR Ph: 01 is the bank's BIC, 02 the payment type; the mobile number in 04 names the merchant.
+    qrph = (
+        "00020101021127580012com.p2pqrpay0111GXCHPHM2XXX020899964403041109170000001520458125303608"
+        "5802PH5915SARI-SARI STORE6004Cebu6304CEE9"
+    )
+    assert Merchant.from_qr(parse_qr(qrph), terminal_id="PH000001").merchant_id == "09170000001"
+    # Pix: 01 is the key (a phone number with "+" does not fit field 42), 02 a free-text description.
+    pix = (
+        "00020126540014BR.GOV.BCB.PIX0114+55119999988880214Pagamento cafe52040000530398654037.55802BR"
+        "5913João da Silva6009São Paulo62120508TX123ABC6304F2BB"
+    )
+    merchant = Merchant.from_qr(parse_qr(pix), terminal_id="BR000001")
+    assert merchant.merchant_id == derive_merchant_id("26", "BR.GOV.BCB.PIX", "+5511999998888")
+
+
+def test_from_qr_derives_from_the_whole_account_when_nothing_in_it_names_the_merchant() -> None:
+    def duitnow(acquirer: str, kind: str) -> str:
+        return build_qr(
+            name="KEDAI",
+            city="PENANG",
+            country="MY",
+            currency="MYR",
+            mcc="5499",
+            accounts=[{"gui": "A000000615000101", "fields": {"01": acquirer, "03": kind}}],
+        )
+
+    one = Merchant.from_qr(parse_qr(duitnow("890053", "005")), terminal_id="MY000001").merchant_id
+    two = Merchant.from_qr(parse_qr(duitnow("890053", "006")), terminal_id="MY000001").merchant_id
+    assert one != two and one.startswith("M") and len(one) == 15

@@ -60,6 +60,17 @@ _KNOWN_GUIS = {
     "MY.COM.PAYNET": "DuitNow", "MX.COM.BANXICO.CODI": "CoDi", "KH.GOV.NBC.BAKONG": "KHQR",
 }  # fmt: skip
 
+#: Sub-fields that identify the merchant in the templates of schemes that put something else
+#: (a bank's code, a type code, free text) in sub-field 01, by GUI prefix, most specific first.
+_MERCHANT_SUBTAGS = {
+    "A000000615": ("02",), "MY.COM.PAYNET": ("02",),  # DuitNow: 01 acquirer id, 02 merchant account
+    "COM.P2PQRPAY": ("03", "04", "05"), "PH.PPMI": ("03", "04", "05"),  # QR Ph: 01 BIC, 02 payment type
+    "BR.GOV.BCB.PIX": ("01", "25"),  # Pix: 01 the key (or 25 the location); 02 is a description
+    "HK.COM.HKICL": ("02", "03", "04"),  # FPS: 01 bank code; 02 FPS id, 03 mobile, 04 e-mail
+    "SG.PAYNOW": ("02",),  # PayNow: 01 proxy type, 02 the proxy (mobile or UEN)
+    "A000000677": ("01", "02", "03", "04"),  # PromptPay: mobile, national id, e-wallet, biller id
+}  # fmt: skip
+
 #: Sub-tags of the additional data template (62) and the names results use for them.
 ADDITIONAL_DATA_NAMES = {
     "01": "bill_number", "02": "mobile_number", "03": "store_label", "04": "loyalty_number",
@@ -111,11 +122,16 @@ class MerchantAccount:
 
     def merchant_id_candidates(self) -> list[str]:
         """Values that may identify the merchant, most likely first: the plain value (tags
-        02-25); VietQR's nested account number; then sub-fields 01, 02, 03."""
+        02-25); VietQR's nested account number; for a scheme whose sub-fields are known, the
+        ones that name the merchant (never the bank's code or free text: DuitNow's 01 is the
+        acquirer, QR Ph's 01 the bank's BIC, Pix's 02 a description); else sub-fields 01, 02, 03."""
         if self.value is not None:
             return [self.value]
         found = [self.nested["01"]["01"]] if "01" in self.nested.get("01", {}) else []
-        return found + [self.fields[k] for k in ("01", "02", "03") if k in self.fields]
+        upper = (self.gui or "").upper()
+        prefix = max((p for p in _MERCHANT_SUBTAGS if upper.startswith(p)), key=len, default=None)
+        subtags = _MERCHANT_SUBTAGS[prefix] if prefix else ("01", "02", "03")
+        return found + [self.fields[k] for k in subtags if k in self.fields]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``tag``, ``gui``, ``fields`` and, where known, ``scheme``."""

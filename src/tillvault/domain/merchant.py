@@ -132,7 +132,8 @@ class Merchant:
         """Make a merchant from a parsed QR code (see :func:`tillvault.domain.emvqr.parse_qr`).
 
         The merchant id is, in order: ``merchant_id`` if given; the first of the first account's
-        merchant id candidates (its value, VietQR account, sub-field 01, 02 or 03) that has at
+        merchant id candidates (its value, VietQR account, the sub-fields its scheme uses for the
+        merchant, else sub-field 01, 02 or 03) that has at
         least 4 characters and fits field 42 (short values are type codes, e.g. PayNow's
         proxy type); else :func:`derive_merchant_id` of that account's tag, GUI and fields, so
         the same QR code always gives the same id. ``name`` and ``mcc`` fill in for codes that
@@ -161,7 +162,13 @@ class Merchant:
             merchant_id = next(
                 (c for c in candidates if len(c) >= 4 and _MERCHANT_ID.fullmatch(c)),
                 None,
-            ) or derive_merchant_id(first.tag or "", first.gui or "", *candidates)
+            ) or derive_merchant_id(
+                first.tag or "",
+                first.gui or "",
+                # Nothing that names the merchant: then all the account holds, so two merchants of
+                # one scheme never share an id.
+                *(candidates or [f"{k}={v}" for k, v in sorted(first.fields.items())]),
+            )
         return cls(
             merchant_id=merchant_id,
             terminal_id=terminal_id,
