@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from tillvault.sim.simulate import Outage, Scenario
 
@@ -74,10 +75,13 @@ def run_demo(
     if not quiet:
         surge_day = scenario.surge_indexes()[0] if scenario.surge_indexes() else "-"
         out.print(
-            f"[bold]TillVault demo[/]: {scenario.days} days of a busy shop, {scenario.per_day:,} sales a weekday, "
-            f"a ×{scenario.surge:g} promotion on day {surge_day}, "
-            f"a network outage ({'; '.join(o.label() for o in scenario.outages)}), "
-            f"{scenario.capacity} of storage. TillVault and the naive browser-POS store take the same requests."
+            Text.assemble(
+                ("TillVault demo", "bold"),
+                f": {scenario.days} days of a busy shop, {scenario.per_day:,} sales a weekday, "
+                f"a ×{scenario.surge:g} promotion on day {surge_day}, "
+                f"a network outage ({'; '.join(o.label() for o in scenario.outages)}), "
+                f"{scenario.capacity} of storage. TillVault and the naive browser-POS store take the same requests.",
+            )
         )
     figures = run_and_report(scenario, report=report, png=None, workdir=workdir, quiet=quiet, out=out)
     if not quiet:
@@ -103,5 +107,5 @@ def run_demo(
             f"Ran in {timing['wall_seconds']:.0f} s ({timing['requests_per_second']:,.0f} requests/s, every one "
             "through the real pipeline)."
         )
-        out.print(f"Report: [bold]{figures['report']}[/]")
+        out.print(Text.assemble("Report: ", (str(figures["report"]), "bold")))
     return figures

@@ -230,3 +230,35 @@ def test_the_card_number_can_come_on_stdin_and_the_data_folder_is_private(tmp_pa
     assert json.loads(proc.stdout)["masked_pan"] == "411111******1111"
     proc = subprocess.run(cmd, input="", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no card number on standard input" in proc.stdout + proc.stderr
+
+
+def test_text_from_a_merchant_code_prints_as_written_never_as_markup(tmp_path: Path, host: HostProcess) -> None:
+    from tillvault.domain.emvqr import build_qr
+
+    name = "Kedai [halal] A[/]B"
+    qr = build_qr(
+        name=name,
+        city="[link=x]KL",
+        country="MY",
+        currency="MYR",
+        mcc="5812",
+        accounts=[{"gui": "A000000615000101", "fields": {"01": "890053", "02": "000000000123456"}}],
+    )
+
+    def plain(*args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [*TV, *(["--data", str(data)] if data else []), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+
+    parsed = plain("qr", "parse", qr)
+    assert parsed.returncode == 0 and "Traceback" not in parsed.stderr, parsed.stderr
+    assert name in parsed.stdout and "[link=x]KL" in parsed.stdout
+    data = tmp_path / "t"
+    made = plain("init", "--terminal-id", "TVMARKUP", "--host", host.address, "--merchant-qr", qr, data=data)
+    assert made.returncode == 0, made.stderr
+    assert name in made.stdout
+    shown = plain("status", data=data)
+    assert shown.returncode == 0 and "Kedai [halal]" in shown.stdout and "A[/]B" in shown.stdout, shown.stderr
+    # An error quoting what was typed keeps its brackets too.
+    refused = plain("sale", "--amount", "1.00", "--pan", "4242[/]4242", "--expiry", "3012", data=data)
+    assert refused.returncode != 0 and "Traceback" not in refused.stdout + refused.stderr
+    assert "('[')" in refused.stdout

@@ -10,13 +10,22 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from tillvault.errors import TillVaultError
 
-console = Console()
-err_console = Console(stderr=True)
+# No console markup: what is printed carries merchants' names, QR payloads, operator ids and
+# reasons quoting input, and "[/]" or "[link=...]" in them must print as written, not style or
+# crash the output. Styled words are built with ``styled``.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 T = TypeVar("T")
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain parts and ``(text, style)`` pairs; nothing in it is read as markup."""
+    return Text.assemble(*parts)
 
 
 def emit_json(obj: Any) -> None:
@@ -30,7 +39,7 @@ def fail(reason: str, *, as_json: bool, code: int = 1, extra: dict[str, Any] | N
     if as_json:
         emit_json({"ok": False, "reason": reason, **(extra or {})})
     else:
-        err_console.print(f"[bold red]error:[/] {reason}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), f" {reason}"), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

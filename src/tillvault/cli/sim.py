@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
             if figures.get("report"):
                 console.print(f"Report: {figures['report']}")
             for note in figures.get("notes", []):
-                console.print(f"[dim]note: {note}[/]")
+                console.print(f"note: {note}", style="dim")
         problems = invariant_problems(figures)
         if problems:
             fail("; ".join(problems), as_json=False, code=1)
@@ -205,7 +205,7 @@ def run_and_report(
     from tillvault.sim.report import export_png, write_report
     from tillvault.sim.simulate import Simulation
 
-    out = out or Console(stderr=True)
+    out = out or Console(stderr=True, markup=False)
     sim = Simulation(scenario, workdir=workdir)
     with progress_bar(out, sim.requests_expected, enabled=not quiet) as update:
         sim.progress = update

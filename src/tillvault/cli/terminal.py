@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tillvault.cli.main import state
-from tillvault.cli.output import console, emit_json, guarded
+from tillvault.cli.output import console, emit_json, guarded, styled
 from tillvault.domain.emvqr import require_valid_qr
 from tillvault.domain.money import parse_amount
 from tillvault.errors import InvalidInput
@@ -154,8 +154,12 @@ def init(
         emit_json(out)
     else:
         console.print(
-            f"Terminal [bold]{out['terminal_id']}[/] for {out['merchant']} created in {state.data} "
-            f"(capacity {out['capacity_bytes']:,} B, settlement reserve {out['reserve_bytes']:,} B)."
+            styled(
+                "Terminal ",
+                (out["terminal_id"], "bold"),
+                f" for {out['merchant']} created in {state.data} "
+                f"(capacity {out['capacity_bytes']:,} B, settlement reserve {out['reserve_bytes']:,} B).",
+            )
         )
 
 
@@ -209,9 +213,10 @@ def scrub(as_json: JsonOpt = False) -> None:
             note = " (the archive is not reachable: its copies were not checked)"
         elif archive.get("checked"):
             note = f", {archive['checked']:,} of them the archive's segment copies"
-        console.print(f"[green]ok[/]: {out['checked']:,} records verified{note}")
+        console.print(styled(("ok", "green"), f": {out['checked']:,} records verified{note}"))
     else:
-        console.print(f"[red]{len(out['problems'])} problem(s)[/]; first: {out['problems'][0]['problem']}")
+        first = out["problems"][0]["problem"]
+        console.print(styled((f"{len(out['problems'])} problem(s)", "red"), f"; first: {first}"))
     if not out["ok"]:
         raise typer.Exit(3)
 
@@ -324,7 +329,7 @@ def _print_tx(out: dict[str, Any], as_json: bool) -> None:
         colour = {"approved": "green", "offline_approved": "green", "declined": "red", "refused": "red"}.get(
             out["status"], "yellow"
         )
-        console.print(f"[bold {colour}]{out['status']}[/]: {out['reason']}", highlight=False)
+        console.print(styled((out["status"], f"bold {colour}"), f": {out['reason']}"), highlight=False)
         if out.get("receipt"):
             console.print(out["receipt"], highlight=False)
     # 0: the money moved; 1: declined, refused or not completed (a reason is always given).
@@ -512,7 +517,7 @@ def settle(operator: OperatorOpt = None, pin: PinOpt = None, as_json: JsonOpt = 
             table.add_row(what, count, amount)
         console.print(table)
         colour = "green" if out["balanced"] else "red"
-        console.print(f"[{colour}]{out['reason']}[/]", highlight=False)
+        console.print(out["reason"], style=colour, highlight=False)
         for d in out["differences"]:
             console.print(f"  {d}", highlight=False)
     if not out["balanced"]:
@@ -561,9 +566,9 @@ def reconcile(
             f"{out['payout_statements']} payout statements"
         )
         for d in out["differences"]:
-            console.print(f"[red]difference[/]: {d}", highlight=False)
+            console.print(styled(("difference", "red"), f": {d}"), highlight=False)
         if out["ok"]:
-            console.print("[green]the three views agree exactly[/]")
+            console.print("the three views agree exactly", style="green")
     if not out["ok"]:
         raise typer.Exit(3)
 
