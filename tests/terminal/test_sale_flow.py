@@ -49,6 +49,19 @@ def test_unionpay_card_failing_luhn_is_approved(make_terminal: Callable[..., Ter
     assert make_terminal().sale(500, UNIONPAY, EXPIRY).status == "approved"
 
 
+@pytest.mark.parametrize(
+    ("pan", "brand"),
+    [("501800000009", "maestro"), ("6759649826438453", "maestro"), ("2200000000000004", "mir"),
+     ("6200000000000005", "unionpay"), ("36227206271667", "diners"), ("4222222222222", "visa")],
+)  # fmt: skip
+def test_every_length_the_card_checks_allow_the_host_approves(
+    make_terminal: Callable[..., Terminal], pan: str, brand: str
+) -> None:
+    # The host's own checks must not be narrower than the terminal's (a 12-digit Maestro was declined 14).
+    r = make_terminal().sale(500, pan, "3012")
+    assert (r.status, r.brand) == ("approved", brand), r.reason
+
+
 def test_issuer_declines_insufficient_funds_51(make_terminal: Callable[..., Terminal], host_ledger: HostLedger) -> None:
     t = make_terminal()
     host_ledger.set_card(MASTERCARD, currency="156", credit_limit=1000, balance=0)

@@ -26,11 +26,14 @@ def luhn_ok(pan: str) -> bool:
 
 
 def pan_problem(pan: str) -> str | None:
-    """Why ``pan`` is not a valid card number (length 13-19 digits, Luhn unless UnionPay), or None."""
+    """Why ``pan`` is not a valid card number (12-19 digits, Luhn unless UnionPay), or None.
+
+    12 as the terminal's card checks and ISO 8583 field 2 allow: Maestro issues 12-digit cards.
+    """
     if not (pan.isascii() and pan.isdigit()):
         return "card number is not all digits"
-    if not 13 <= len(pan) <= 19:
-        return f"card number has {len(pan)} digits, expected 13 to 19"
+    if not 12 <= len(pan) <= 19:
+        return f"card number has {len(pan)} digits, expected 12 to 19"
     if not is_unionpay(pan) and not luhn_ok(pan):
         return "card number fails the Luhn check"
     return None
