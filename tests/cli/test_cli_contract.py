@@ -38,6 +38,9 @@ def test_init_sale_settle_status_tx_list_scrub(tmp_path: Path, host: HostProcess
         "init", "--terminal-id", "TVCLI001", "--host", host.address, "--capacity", "64MiB", "--json", data=data
     )
     assert out["ok"] and out["capacity_bytes"] <= 64 * 1024 * 1024
+    # The merchant the code gave (the demo code's UnionPay merchant id), as status names it too.
+    assert out["merchant_id"] == out["merchant_details"]["merchant_id"] == "898310148160001"
+    assert out["merchant"] == out["merchant_details"]["name"]
     code, sale, _ = tv(
         "sale", "--amount", "12.34", "--pan", "4111 1111 1111 1111", "--expiry", "3012", "--json", data=data
     )

@@ -545,3 +545,72 @@ def test_control_characters_in_a_field_are_refused_with_tag_and_position(bad: st
     result = parse_qr(with_crc(SG_HEAD + f"59{len(name):02d}{name}" + "6002SG"))
     assert not result.valid
     assert f"tag 59: control character U+{ord(bad):04X} at position {len(SG_HEAD) + 8} (not text)" in result.errors
+
+
+def btlv(tag: str, value: str) -> str:
+    """A field whose length counts UTF-8 bytes, as some generators wrongly do."""
+    return f"{tag}{len(value.encode()):02d}{value}"
+
+
+def test_lengths_counted_in_bytes_are_read_as_bytes_with_a_warning_never_swallowing_a_field() -> None:
+    account = tlv("15", "31621002390000000089831014816000")
+    # Read by characters this one is "valid" with the city inside the name: the byte reading wins.
+    body = "000201010211" + account + "52045411530315658" + "02CN" + btlv("59", "张三便利店") + tlv("60", "Sydney")
+    result = parse_qr(body + "6304" + build_crc(body + "6304"))
+    assert result.valid, result.errors
+    assert (result.merchant_name, result.merchant_city) == ("张三便利店", "Sydney")
+    assert any("UTF-8 bytes" in w for w in result.warnings)
+    # Inside a template too (tag 64), and the fields after it are kept.
+    lang = btlv("64", tlv("00", "ZH") + btlv("01", "张三便利店"))
+    body = "000201010211" + account + "52045411530315658" + "02CN5904ZSBL6007Beijing" + lang + tlv("62", "0102A1")
+    result = parse_qr(body + "6304" + build_crc(body + "6304"))
+    assert result.valid and result.alternate_language == {"language": "ZH", "name": "张三便利店"}
+    assert result.additional_data == {"bill_number": "A1"}
+    # Read by characters this one is broken: by bytes it is whole.
+    body = "000201010211" + account + "52045812530397858" + "02FR" + btlv("59", "Café Crème") + tlv("60", "Paris")
+    result = parse_qr(body + "6304" + build_crc(body + "6304"))
+    assert result.valid and result.merchant_name == "Café Crème"
+
+
+def test_a_code_that_counts_characters_is_read_by_characters() -> None:
+    payload = build_qr(name="张三便利店", city="北京", country="CN", currency="CNY", mcc="5411",
+                       accounts=[{"gui": "A000000333", "fields": {"01": "898110000000001"}}])  # fmt: skip
+    result = parse_qr(payload)
+    assert result.valid and result.merchant_name == "张三便利店" and result.merchant_city == "北京"
+    assert not any("UTF-8 bytes" in w for w in result.warnings)
+    # A code broken both ways keeps the character reading's errors.
+    assert not parse_qr(payload.replace("5905张三", "5907张三")).valid
+
+
+def _sg(name: str = "NA", city: str = "SG", amount: str | None = None, currency: str = "702") -> str:
+    body = "000201010211" + ACCOUNT + "520400005303" + currency + "5802SG" + tlv("59", name) + tlv("60", city)
+    if amount is not None:
+        body = body.replace("5802SG", tlv("54", amount) + "5802SG")
+    return body + "6304" + build_crc(body + "6304")
+
+
+def test_a_line_break_inside_the_code_is_named_first() -> None:
+    payload = _sg()
+    wrapped = payload[:40] + "\n" + payload[40:]
+    result = parse_qr(wrapped)
+    assert not result.valid and result.errors[0].startswith("position 40: a line break inside the payload")
+    assert sum("U+000A" in e for e in result.errors) == 1
+
+
+def test_blank_name_or_city_is_a_warning_naming_the_init_option() -> None:
+    result = parse_qr(_sg(name="   ", city=" "))
+    assert result.valid
+    assert any(w.startswith("tag 59: merchant name is blank") and "--merchant-name" in w for w in result.warnings)
+    assert any(w.startswith("tag 60: merchant city is blank") for w in result.warnings)
+
+
+def test_an_amount_with_too_many_decimals_is_not_reported_as_the_amount() -> None:
+    result = parse_qr(_sg(amount="10.505"))
+    assert not result.valid and result.amount is None and result.amount_minor is None
+    assert "tag 54: amount 10.505 has 3 decimals; SGD allows 2" in result.errors
+    assert parse_qr(_sg(amount="10.5", currency="392")).errors == ["tag 54: amount 10.5 has 1 decimal; JPY allows 0"]
+
+
+def test_a_byte_order_mark_is_named_as_such() -> None:
+    result = parse_qr("\ufeff" + _sg())
+    assert result.valid and result.warnings[0].startswith("removed a byte order mark")

@@ -144,9 +144,10 @@ def init(
                 "ok": True,
                 "data": str(state.data),
                 "terminal_id": t.config.terminal_id,
-                "merchant": t.merchant.to_dict(),
                 "keyring": t.config.keyring,
-                **t.status(),
+                **t.status(),  # its "merchant" is the name, as in status --json
+                "merchant_id": t.merchant.merchant_id,
+                "merchant_details": t.merchant.to_dict(),
             }
 
     out = guarded(run, as_json=as_json)

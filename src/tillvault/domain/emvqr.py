@@ -22,6 +22,7 @@ accepted although it bends the spec. Decisions:
 
 from __future__ import annotations
 
+import contextvars
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -223,11 +224,17 @@ def control_character(text: str) -> str | None:
     return None
 
 
+#: True while a payload is read a second way, its lengths counting UTF-8 bytes (see :func:`parse_qr`).
+_COUNT_BYTES: contextvars.ContextVar[bool] = contextvars.ContextVar("emvqr_count_bytes", default=False)
+
+
 def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_Field], bool]:
     """Cut ``text`` into TLV fields. ``where`` is "" at the root or "tag NN" inside a template.
 
     :returns: the fields read and whether the whole text was consumed without a problem.
     """
+    if _COUNT_BYTES.get() and not text.isascii():
+        return _split_bytes(text, base, where, errors)
     fields: list[_Field] = []
     i, n = 0, len(text)
     word = "sub-tag" if where else "tag"
@@ -260,9 +267,37 @@ def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_F
         if size > left:
             return fail(
                 f"{head}truncated at position {pos}: {word} {tag} declares length {size} "
-                f"but {left} character{'s' if left != 1 else ''} remain{_suspect(fields)}"
+                f"but {left} character{'s remain' if left != 1 else ' remains'}{_suspect(fields)}"
             )
         fields.append(_Field(tag, text[i + 4 : i + 4 + size], pos))
+        i += 4 + size
+    return fields, True
+
+
+def _split_bytes(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_Field], bool]:
+    """:func:`_split` for a generator that counted UTF-8 bytes: lengths in bytes, positions
+    still in characters. A length that ends inside a character is a failure of this reading."""
+    data = text.encode("utf-8")
+    fields: list[_Field] = []
+    i, n = 0, len(data)
+    while i < n:
+        pos = base + len(data[:i].decode("utf-8"))
+        head = data[i : i + 4]
+        if n - i < 4 or not (head.isascii() and head.isdigit()):
+            errors.append(f"{where or 'payload'}: not TLV when lengths count bytes, at position {pos}")
+            return fields, False
+        size = int(head[2:])
+        if size > n - i - 4:
+            errors.append(f"{where or 'payload'}: tag {head[:2].decode()} runs past the end when lengths count bytes")
+            return fields, False
+        try:
+            value = data[i + 4 : i + 4 + size].decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append(
+                f"{where or 'payload'}: tag {head[:2].decode()} ends inside a character when lengths count bytes"
+            )
+            return fields, False
+        fields.append(_Field(head[:2].decode(), value, pos))
         i += 4 + size
     return fields, True
 
@@ -313,13 +348,16 @@ def _parse_amount(res: QRParseResult, f: _Field) -> None:
     if problem:
         res.errors.append(f"tag 54: amount {f.value!r} {problem}")
         return
-    res.amount = f.value
     whole, _, frac = f.value.partition(".")
-    if res.currency:
-        exp = currency_info(res.currency).exponent
-        if len(frac) > exp:
-            res.errors.append(f"tag 54: amount {f.value} has {len(frac)} decimals; {res.currency} allows {exp}")
-            return
+    exp = currency_info(res.currency).exponent if res.currency else None
+    if exp is not None and len(frac) > exp:
+        res.errors.append(
+            f"tag 54: amount {f.value} has {len(frac)} decimal{'s' if len(frac) != 1 else ''}; "
+            f"{res.currency} allows {exp}"
+        )
+        return
+    res.amount = f.value  # only an amount that is usable as it stands
+    if exp is not None:
         res.amount_minor = int(whole or "0") * 10**exp + int(frac.ljust(exp, "0") or "0")
         if res.amount_minor == 0:
             res.warnings.append("tag 54: amount is zero")
@@ -424,6 +462,8 @@ def _clean(text: Any, res: QRParseResult) -> str | None:
     if stripped != text:
         lead = len(text) - len(text.lstrip().lstrip("\ufeff").lstrip())
         what = "a trailing newline" if text.endswith("\n") and lead == 0 else "surrounding whitespace"
+        if "\ufeff" in text and "\ufeff" not in stripped:
+            what = "a byte order mark" if len(text) - len(stripped) == 1 else f"a byte order mark and {what}"
         res.warnings.append(f"removed {what} ({len(text) - len(stripped)} character(s)) before parsing")
     if not stripped:
         res.errors.append("payload is empty")
@@ -476,6 +516,10 @@ def _parse_fields(seen: dict[str, _Field], res: QRParseResult) -> None:
                 res.merchant_city = v
             if len(v) > limit:
                 res.warnings.append(f"tag {tag}: {label} has {len(v)} characters; EMVCo allows {limit}")
+            elif not v.strip():
+                need = "--merchant-name" if tag == "59" else "--merchant-city"
+                verb = "needs" if tag == "59" else "takes"
+                res.warnings.append(f"tag {tag}: {label} is blank; a terminal set up from this code {verb} {need}")
         elif tag == "61":
             res.postal_code = v
             if len(v) > 10:
@@ -538,7 +582,9 @@ def parse_qr(text: Any) -> QRParseResult:
     """Parse an EMVCo merchant-presented QR payload; never raises, whatever ``text`` is.
 
     ``text`` is the decoded QR content (``str``; UTF-8 ``bytes`` are accepted too). Lengths are
-    counted in characters (code points); the CRC covers the UTF-8 bytes.
+    counted in characters (code points), as EMVCo specifies; a code whose generator counted
+    UTF-8 bytes instead is read that way, with a warning, where only that reading is whole and
+    valid or the character reading would put one field inside another. The CRC covers the UTF-8 bytes.
 
     :returns: a :class:`QRParseResult` with ``valid`` true only if ``errors`` is empty.
     """
@@ -547,13 +593,48 @@ def parse_qr(text: Any) -> QRParseResult:
         payload = _clean(text, res)
         if payload is not None:
             _parse_payload(payload, res)
+            if not payload.isascii():
+                res = _maybe_byte_lengths(text, payload, res)
     except Exception as exc:  # a parser bug must not crash a sale; report it instead
         res.errors.append(f"internal error while parsing: {type(exc).__name__}")
     res.valid = not res.errors
     return res
 
 
+def _maybe_byte_lengths(text: Any, payload: str, by_chars: QRParseResult) -> QRParseResult:
+    """The payload read again with lengths in UTF-8 bytes, where that is the better reading.
+
+    EMVCo counts characters, but some generators count the bytes of a non-ASCII name. Read by
+    characters, such a code is then broken, or worse reads as valid with the next field inside
+    the name ("张三便利店6006Sydney"). A code that counts characters almost never reads whole
+    and valid by bytes (its first non-ASCII field would end inside a character), so a valid
+    byte reading that differs from the character reading is taken, with a warning.
+    """
+    by_bytes = QRParseResult()
+    _clean(text, by_bytes)  # the same clean-up warnings
+    token = _COUNT_BYTES.set(True)
+    try:
+        _parse_payload(payload, by_bytes)
+    finally:
+        _COUNT_BYTES.reset(token)
+    if by_bytes.errors or by_bytes.tags == by_chars.tags:
+        return by_chars
+    by_bytes.warnings.append(
+        "field lengths count UTF-8 bytes, not characters as EMVCo specifies; read that way (the app that "
+        "made this code should count characters)"
+    )
+    return by_bytes
+
+
 def _parse_payload(payload: str, res: QRParseResult) -> None:
+    # A line break inside the code (wrapped when it was copied) is the cause of every structure
+    # error after it: it is named first.
+    breaks = [i for i, ch in enumerate(payload) if ch in "\r\n"]
+    if breaks:
+        res.errors.append(
+            f"position {breaks[0]}: a line break inside the payload (U+{ord(payload[breaks[0]]):04X}); "
+            "was the code wrapped when it was copied? A QR payload is one line"
+        )
     fields, complete = _split(payload, 0, "", res.errors)
     seen: dict[str, _Field] = {}
     for f in fields:
@@ -565,7 +646,8 @@ def _parse_payload(payload: str, res: QRParseResult) -> None:
         bad = control_character(f.value)
         if bad is not None:
             where = f.pos + 4 + f.value.index(bad)
-            res.errors.append(f"tag {f.tag}: control character U+{ord(bad):04X} at position {where} (not text)")
+            if where not in breaks:  # already named
+                res.errors.append(f"tag {f.tag}: control character U+{ord(bad):04X} at position {where} (not text)")
     _check_crc(payload, fields, complete, seen, res)
     if fields:
         _check_root_order(fields, seen, res)
@@ -579,7 +661,10 @@ def _parse_payload(payload: str, res: QRParseResult) -> None:
         res.errors.append("tag 58: missing (country code)")
     for tag, label in (("52", "merchant category code"), ("59", "merchant name"), ("60", "merchant city")):
         if tag not in seen:
-            res.warnings.append(f"tag {tag}: missing ({label}); some national schemes omit it")
+            need = {"52": "--mcc", "59": "--merchant-name", "60": "--merchant-city"}[tag]
+            res.warnings.append(
+                f"tag {tag}: missing ({label}); some national schemes omit it (a terminal set up from it takes {need})"
+            )
 
 
 def require_valid_qr(text: Any) -> QRParseResult:
