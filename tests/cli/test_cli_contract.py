@@ -265,3 +265,14 @@ def test_text_from_a_merchant_code_prints_as_written_never_as_markup(tmp_path: P
     refused = plain("sale", "--amount", "1.00", "--pan", "4242[/]4242", "--expiry", "3012", data=data)
     assert refused.returncode != 0 and "Traceback" not in refused.stdout + refused.stderr
     assert "('[')" in refused.stdout
+
+
+def test_a_command_line_that_cannot_be_parsed_is_reported_in_json_with_json(tmp_path: Path) -> None:
+    _, out, err = tv("card", "check", "--json", ok=(2,))
+    assert out == {"ok": False, "reason": "Missing argument 'pan'.", "error": "UsageError"}
+    assert "Missing argument" in err
+    _, out, _ = tv("sale", "--amount", "1.00", "--bogus", "--json", data=tmp_path / "t", ok=(2,))
+    assert out["ok"] is False and "--bogus" in out["reason"]
+    # Commands that run keep their own output and exit code.
+    _, out, _ = tv("card", "check", "4242424242424243", "--json", ok=(2,))
+    assert out["valid"] is False and "Luhn" in out["errors"][0]

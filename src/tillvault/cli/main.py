@@ -84,5 +84,34 @@ _register()
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script.
+
+    With ``--json``, a command line that cannot be parsed (a missing argument, an unknown
+    option, a bad value) is reported as JSON too (``{"ok": false, "reason", "error"}``, exit 2),
+    not only as the usage text on stderr.
+    """
+    import sys
+
+    try:  # newer typer carries its own copy of click, and raises that copy's exceptions
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - typer on the installed click
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    if "--json" not in sys.argv[1:]:
+        app()
+        return
+    from tillvault.cli.output import emit_json
+
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as exc:
+        emit_json({"ok": False, "reason": exc.format_message(), "error": "UsageError"})
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        emit_json({"ok": False, "reason": exc.format_message(), "error": type(exc).__name__})
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        emit_json({"ok": False, "reason": "aborted", "error": "Abort"})
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
