@@ -228,7 +228,7 @@ class Journal:
         *,
         device: str = "A",
         wal_limit_bytes: int = 512 * 1024,
-        autocheckpoint_pages: int = 32,
+        autocheckpoint_pages: int = 64,
     ) -> None:
         self.path = Path(path)
         self.device = device
