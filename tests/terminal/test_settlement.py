@@ -287,3 +287,40 @@ def test_a_full_disk_does_not_settle_a_batch_per_sale(tmpfs, host: HostProcess) 
         assert t.settle().balanced  # the merchant settles when they choose; the reserve carries it
     finally:
         t.close()
+
+
+def test_no_copy_of_a_settled_batchs_encrypted_card_numbers_stays_in_any_file(
+    make_terminal: Callable[..., Terminal], tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    device_b = Path(str(tmp_path)) / "device-b"
+    t = make_terminal(device_b=device_b)
+    # Enough sales that the WAL wraps several times: old frames would hold old page images.
+    _sell(t, [100 + i for i in range(120)])
+    _sell(t, [300 + i for i in range(40)], pan=UNIONPAY)
+    folders = [t.data_dir, device_b]
+
+    def copies() -> int:
+        found = 0
+        for folder in folders:
+            for f in Path(folder).rglob("*"):
+                if f.is_file():
+                    found += f.read_bytes().count(b'"pan_enc"')
+        return found
+
+    assert copies() > 0, "the open batch keeps its encrypted card numbers until it closes"
+    wal_before = (t.data_dir / "journal.db-wal").stat().st_size
+    report = t.settle()
+    assert report.ok and report.balanced
+    assert copies() == 0, "a settled batch's encrypted card numbers must be gone from every file, WAL included"
+    # The WAL keeps its size (a full disk later still finds it), and the terminal works on.
+    assert (t.data_dir / "journal.db-wal").stat().st_size >= wal_before
+    assert t.sale(555, VISA, EXPIRY).status == "approved"
+    assert t.scrub()["ok"]
+    t.close()
+    again = Terminal.open(t.data_dir)
+    try:
+        assert again.sale(556, VISA, EXPIRY).status == "approved" and again.scrub()["ok"]
+    finally:
+        again.close()

@@ -281,6 +281,8 @@ class Journal:
             conn.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {self.autocheckpoint_pages}")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted rows (purged card data) are zeroed in their pages, whatever the build's default.
+            conn.execute("PRAGMA secure_delete = ON")
             self.persistent_wal = persist_wal(conn, self.path)
             schema.migrate(conn)
             self._conn = conn
@@ -726,6 +728,50 @@ class Journal:
         """Copy the WAL into the database file (PASSIVE: never blocks writers)."""
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def scrub_wal(self) -> bool:
+        """Leave no old frame in the WAL: what was erased (a settled batch's encrypted card
+        numbers) must not linger in frames SQLite no longer reads.
+
+        The WAL is persistent and pre-grown, so SQLite rewrites it from the start after each
+        checkpoint and frames past the last rewrite keep old page images indefinitely. This
+        copies the WAL into the database and truncates it (a TRUNCATE checkpoint), then, holding
+        the write lock so nothing is written meanwhile, grows the file back to its size with
+        zeros: a full disk later still finds its WAL, and an all-zero WAL reads as empty.
+        Returns False, changing nothing, when a reader kept the checkpoint from completing.
+
+        :raises DeviceFailed: an I/O error.
+        """
+        wal = Path(f"{self.path}-wal")
+        with self._lock:
+            conn = self._connect()
+            try:
+                size = wal.stat().st_size if wal.exists() else 0
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    return False
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    written = wal.stat().st_size if wal.exists() else 0
+                    if written == 0 and size > 0:  # nobody wrote between the two
+                        fd = os.open(wal, os.O_WRONLY)
+                        try:
+                            zeros = bytes(64 * 1024)
+                            for offset in range(0, size, len(zeros)):
+                                os.pwrite(fd, zeros[: min(len(zeros), size - offset)], offset)
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                finally:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise map_sqlite_error(exc, path=self.path, device=self.device) from exc
+            except OSError as exc:
+                raise DeviceFailed(f"storage device {self.device}: could not scrub {wal.name}: {exc}") from exc
+        if self.mirror is not None:
+            with contextlib.suppress(TillVaultError):
+                self.mirror.scrub_wal()
+        return True
 
     def file_bytes(self) -> int:
         """Bytes on disk held by the database, its WAL and shared-memory file."""

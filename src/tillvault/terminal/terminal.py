@@ -31,7 +31,7 @@ from tillvault.store.archive import DirectorySink
 from tillvault.store.caches import CacheManager
 from tillvault.store.forecast import forecast_runway
 from tillvault.store.journal import SETTLEMENT, Journal
-from tillvault.store.keys import KeyRing, default_keyring_dir
+from tillvault.store.keys import KeyRing, default_keyring_dir, refuse_beside_data
 from tillvault.store.records import Records
 from tillvault.store.retention import RetentionPolicy
 from tillvault.store.space import SpaceManager, SpacePolicy, parse_size
@@ -179,11 +179,13 @@ class Terminal:
             )
         term_uuid = str(uuid.uuid4())
         ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
+        b_dir = Path(device_b) if device_b else None
+        refuse_beside_data(ring_path, {"data folder": data_dir, "device B folder": b_dir})  # before anything is made
         if not data_dir.exists():
             # The journal holds masked numbers, tokens and encrypted fields: no one else reads it.
             data_dir.mkdir(parents=True, mode=0o700)
         data_dir.mkdir(parents=True, exist_ok=True)
-        KeyRing.create(ring_path, data_dir=data_dir)
+        KeyRing.create(ring_path, data_dir=data_dir, device_b=b_dir)
         config = TerminalConfig(
             terminal_id=merchant.terminal_id,
             terminal_uuid=term_uuid,
@@ -701,6 +703,11 @@ class Terminal:
 
             with contextlib.suppress(TillVaultError):
                 strip_card_data(self, report.batch)
+        if report.closed_ms is not None:
+            # The closed batch's encrypted card numbers are gone from the tables; old WAL frames
+            # still hold page images with them until overwritten: overwrite them now.
+            with contextlib.suppress(TillVaultError):
+                self.journal.scrub_wal()
         self.space.forget_sizes()
         # The level after the close is what the runway forecast compares day to day.
         with contextlib.suppress(TillVaultError, sqlite3.Error):
