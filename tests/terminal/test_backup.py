@@ -141,3 +141,29 @@ def test_a_terminal_whose_disk_is_full_can_still_be_backed_up(
         t.close()
     result = restore_backup(tmp_path / "backup", tmp_path / "restored", "secret", tmp_path / "ring")
     assert result["ok"], result["scrub"]["problems"]
+
+
+def test_a_key_ring_is_never_put_beside_the_data_or_in_a_backup(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    from tillvault.errors import ConfigError
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    t = make_terminal()
+    assert t.sale(1000, "4111111111111111", "3012").status == "approved"
+    create_backup(t, tmp_path / "b", "secret")
+    for folder, ring in ((tmp_path / "new", tmp_path / "new" / "keys"), (tmp_path / "new", tmp_path / "b" / "keys")):
+        with pytest.raises(ConfigError, match=r"must not be inside the (data folder|backup)"):
+            restore_backup(tmp_path / "b", folder, "secret", ring)
+        assert not folder.exists() and not ring.exists(), "nothing written before the refusal"
+    # init: not inside device B either (the mirror is a copy of the data).
+    with pytest.raises(ConfigError, match="inside the device B folder"):
+        Terminal.init(
+            tmp_path / "a",
+            terminal_id="TVKEYB01",
+            merchant_qr=DEMO_MERCHANT_QR,
+            host="127.0.0.1:9",
+            device_b=tmp_path / "b2",
+            keyring_dir=tmp_path / "b2" / "keys",
+        )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b2").exists()

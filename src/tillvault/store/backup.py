@@ -251,7 +251,7 @@ def restore_backup(
     :raises KeyRingError: wrong passphrase.
     :raises ConfigError: ``data_dir`` already holds a terminal.
     """
-    from tillvault.store.keys import Key, KeyRing, default_keyring_dir
+    from tillvault.store.keys import Key, KeyRing, default_keyring_dir, refuse_beside_data
     from tillvault.terminal.config import CONFIG_NAME, TerminalConfig
     from tillvault.terminal.terminal import Terminal, day_first_stan
 
@@ -259,6 +259,8 @@ def restore_backup(
     manifest = read_manifest(src)
     if (data_dir / CONFIG_NAME).exists():
         raise ConfigError(f"{data_dir} already holds a terminal; restore into an empty folder")
+    ring_dir = Path(keyring_dir or default_keyring_dir())
+    refuse_beside_data(ring_dir, {"data folder": data_dir, "backup": src})
     blob = (src / "keyring.tvb").read_bytes()
     pass_key = _kdf(passphrase, bytes.fromhex(manifest["kdf"]["salt"]))
     try:
@@ -272,7 +274,7 @@ def restore_backup(
     decrypt_file(src / "config.tvb", config_tmp, data_key, b"config")
     config = TerminalConfig(**json.loads(config_tmp.read_text("utf-8")))
     config_tmp.unlink()
-    ring_path = Path(keyring_dir or default_keyring_dir()) / f"{config.terminal_uuid}.json"
+    ring_path = ring_dir / f"{config.terminal_uuid}.json"
     keys = [Key(k["id"], k["purpose"], base64.b64decode(k["material"]), k["active"]) for k in ring["keys"]]
     if ring_path.exists():
         existing = {k.key_id: k.material for k in KeyRing.load(ring_path).all_keys()}

@@ -57,14 +57,13 @@ class KeyRing:
 
     # -- creation and loading -----------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, *, data_dir: Path | None = None) -> KeyRing:
+    def create(cls, path: Path, *, data_dir: Path | None = None, device_b: Path | None = None) -> KeyRing:
         """Create a ring with one fresh key per purpose.
 
-        :raises ConfigError: if ``path`` lies inside ``data_dir`` (keys beside the data).
+        :raises ConfigError: if ``path`` lies inside ``data_dir`` or ``device_b`` (keys beside the data).
         :raises KeyRingError: if a ring already exists at ``path``.
         """
-        if data_dir is not None and _is_within(path, data_dir):
-            raise ConfigError(f"key ring {path} must not be inside the data folder {data_dir}")
+        refuse_beside_data(path, {"data folder": data_dir, "device B folder": device_b})
         if path.exists():
             raise KeyRingError(f"key ring {path} already exists; refusing to overwrite keys")
         ring = cls(path, [])
@@ -192,6 +191,17 @@ class KeyRing:
             raise
         except Exception as exc:
             raise KeyRingError(f"encrypted field failed authentication: {type(exc).__name__}") from exc
+
+
+def refuse_beside_data(path: Path, folders: dict[str, Path | None]) -> None:
+    """Refuse a key ring path inside any of ``folders`` (by what they are): keys never lie beside
+    the data they protect, nor in a copy of it (device B, a backup).
+
+    :raises ConfigError: naming the folder.
+    """
+    for what, folder in folders.items():
+        if folder is not None and _is_within(path, folder):
+            raise ConfigError(f"key ring {path} must not be inside the {what} {folder}; keep the keys elsewhere")
 
 
 def _is_within(path: Path, folder: Path) -> bool:
