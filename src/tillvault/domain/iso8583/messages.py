@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Final, NotRequired, TypedDict, Unpack
 
+from tillvault.domain import cards
 from tillvault.domain.iso8583.spec import (
     _FIELDS,
     _PATTERNS,
@@ -76,10 +77,10 @@ def response_text(code: str) -> str:
 
 
 def mask_pan(pan: str) -> str:
-    """The PAN with all but the first 6 and last 4 digits replaced by ``*``."""
-    if len(pan) <= 10:
-        return "*" * len(pan)
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+    """The PAN masked as the terminal masks it (:func:`tillvault.domain.cards.mask_pan`): first 6
+    and last 4 where at least 3 digits stay hidden, fewer on shorter numbers (a 12-digit Maestro
+    card shows only its last 4)."""
+    return cards.mask_pan(pan)
 
 
 def redacted(message: Mapping[str, str]) -> dict[str, str]:
