@@ -276,3 +276,21 @@ def test_a_command_line_that_cannot_be_parsed_is_reported_in_json_with_json(tmp_
     # Commands that run keep their own output and exit code.
     _, out, _ = tv("card", "check", "4242424242424243", "--json", ok=(2,))
     assert out["valid"] is False and "Luhn" in out["errors"][0]
+
+
+def test_a_card_number_typed_into_another_field_is_never_echoed_whole(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "t"
+    tv("init", "--terminal-id", "TVECHO01", "--host", host.address, data=data)
+    pan = "4242424242424242"
+    runs = [
+        ("sale", "--amount", pan, "--pan", "5555555555554444", "--expiry", "3012"),
+        ("sale", "--amount", f";{pan}=30121011000?", "--pan", "5555555555554444", "--expiry", "3012"),
+        ("void", pan),
+        ("refund", "--amount", "1.00", "--pan", "5555555555554444", "--expiry", "3012", "--original-invoice", pan),
+    ]
+    for args in runs:
+        for extra in ((), ("--json",)):
+            cmd = [*TV, "--data", str(data), *args, *extra]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ.copy())
+            assert proc.returncode != 0, (args, proc.stdout)
+            assert pan not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)

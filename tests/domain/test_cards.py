@@ -240,3 +240,18 @@ def test_masking_never_reveals_the_middle_digits(digits: str) -> None:
     result = check_card(digits, "9913", today=TODAY)
     text = repr(result) + " ".join(result.errors + result.warnings)
     assert digits not in text
+
+
+def test_redact_pans_masks_card_numbers_in_text_and_leaves_other_numbers() -> None:
+    from tillvault.domain.cards import redact_pans
+
+    text = (
+        "amount '4242424242424242' is above the limit; track ;4111111111111111=30121011000? and "
+        "5555 5555 5555 4444 and 3782-822463-10005 and 4242424242424243 (mistyped)"
+    )
+    out = redact_pans(text)
+    for pan in ("4242424242424242", "4111111111111111", "5555 5555 5555 4444", "3782-822463-10005", "4242424242424243"):
+        assert pan not in out
+    assert "424242******4242" in out and "555555******4444" in out and "378282*****0005" in out
+    kept = "RRN 000000000031, merchant 898310148160001, amount 12.34, invoice 000123, STAN 606701, 2026-12-01"
+    assert redact_pans(kept) == kept

@@ -123,3 +123,13 @@ def test_format_amount_refuses_floats() -> None:
 @given(st.integers(0, 10**15), st.sampled_from(["CNY", "JPY", "KWD", "CLF", "VND"]))
 def test_format_then_parse_round_trips(minor: int, currency: str) -> None:
     assert parse_amount(format_amount(minor, currency), currency) == minor
+
+
+@pytest.mark.parametrize("text", ["4242424242424242", ";4242424242424242=30121011000?", "5555555555554444.00"])
+def test_a_card_number_typed_as_a_sale_amount_is_refused_without_echoing_it(text: str) -> None:
+    from tillvault.domain.money import parse_transaction_amount
+
+    with pytest.raises(InvalidInput, match="is it a card number typed into the amount") as caught:
+        parse_transaction_amount(text, "CNY")
+    assert "4242" not in str(caught.value) and "5555" not in str(caught.value)
+    assert parse_transaction_amount("999999999999.99", "CNY") == 99_999_999_999_999

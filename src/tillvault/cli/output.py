@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from tillvault.domain.cards import redact_pans
 from tillvault.errors import TillVaultError
 
 # No console markup: what is printed carries merchants' names, QR payloads, operator ids and
@@ -28,6 +29,19 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
+def redacted(obj: Any) -> Any:
+    """``obj`` with every card number in its text masked (:func:`redact_pans`): a sale's result
+    may quote what was typed, and a PAN typed into the wrong field must not come back whole.
+    (Not for everything printed: a QR code's merchant account may be a scheme's merchant PAN.)"""
+    if isinstance(obj, str):
+        return redact_pans(obj)
+    if isinstance(obj, dict):
+        return {k: redacted(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redacted(v) for v in obj]
+    return obj
+
+
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout (UTF-8, non-ASCII kept readable)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
@@ -36,6 +50,7 @@ def emit_json(obj: Any) -> None:
 
 def fail(reason: str, *, as_json: bool, code: int = 1, extra: dict[str, Any] | None = None) -> NoReturn:
     """Report an error as one line (stderr) or as JSON (stdout) and exit with ``code``."""
+    reason = redact_pans(reason)
     if as_json:
         emit_json({"ok": False, "reason": reason, **(extra or {})})
     else:

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tillvault.cli.main import state
-from tillvault.cli.output import console, emit_json, guarded, styled
+from tillvault.cli.output import console, emit_json, guarded, redacted, styled
 from tillvault.domain.emvqr import require_valid_qr
 from tillvault.domain.money import parse_amount
 from tillvault.errors import InvalidInput
@@ -318,12 +318,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _money(text: str, t: Terminal) -> int:
-    from tillvault.domain.money import parse_amount
+    from tillvault.domain.money import parse_transaction_amount
 
-    return parse_amount(text, t.merchant.currency)
+    return parse_transaction_amount(text, t.merchant.currency)
 
 
 def _print_tx(out: dict[str, Any], as_json: bool) -> None:
+    out = redacted(out)  # a reason may quote what was typed
     if as_json:
         emit_json(out)
     else:

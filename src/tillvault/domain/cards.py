@@ -45,6 +45,7 @@ __all__ = [
     "luhn_ok",
     "mask_pan",
     "normalize_pan",
+    "redact_pans",
     "require_valid_card",
 ]
 
@@ -237,6 +238,32 @@ def mask_pan(digits: str) -> str:
     if n >= 8:
         return "*" * (n - 4) + digits[-4:]
     return "*" * n
+
+
+#: A run of 12-19 digits, single spaces or dashes allowed between them (as a PAN is grouped).
+_PAN_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){11,18}(?![0-9])")
+
+
+def redact_pans(text: str) -> str:
+    """``text`` with every card number in it masked (:func:`mask_pan`): a run of 12-19 digits
+    (grouped or not) that has a card brand's prefix and length, Luhn or not (a mistyped PAN is
+    still most of one).
+
+    The last guard before text leaves the program: an error that quotes what was typed
+    (a PAN keyed into the amount, track data swiped into the wrong field) never shows it whole.
+    Other long numbers (retrieval references, merchant ids, amounts) pass unchanged.
+    """
+    if not any(c.isdigit() for c in text):
+        return text
+
+    def mask(m: re.Match[str]) -> str:
+        digits = m.group(0).replace(" ", "").replace("-", "")
+        brand = detect_brand(digits)
+        if brand is None or len(digits) not in brand.lengths:
+            return m.group(0)
+        return mask_pan(digits)
+
+    return _PAN_LIKE.sub(mask, text)
 
 
 def normalize_pan(pan: str) -> str:

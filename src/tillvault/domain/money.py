@@ -23,6 +23,9 @@ __all__ = [
 
 #: Largest amount accepted, in minor units: fits a signed 64-bit integer column.
 MAX_MINOR = 10**18 - 1
+#: Digits a sale's or refund's amount may have before its decimal point (a trillion in any
+#: currency is no one's purchase; a card number has 12 to 19).
+MAX_WHOLE_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,24 @@ def currency_info(code: str | int | Currency) -> Currency:
 
 
 _AMOUNT = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+
+
+def parse_transaction_amount(text: str, currency: str | int | Currency) -> int:
+    """:func:`parse_amount` for the amount of one sale or refund as typed at the terminal.
+
+    More than :data:`MAX_WHOLE_DIGITS` digits before the decimal point is refused without
+    echoing them: that is a card number typed (or swiped) into the amount, not a price.
+
+    :raises InvalidInput: as :func:`parse_amount`, or too many digits.
+    """
+    if isinstance(text, str):
+        whole = re.sub(r"[^0-9].*", "", text.strip().lstrip(";%+")).lstrip("0")
+        if len(whole) > MAX_WHOLE_DIGITS:
+            raise InvalidInput(
+                f"amount starts with {len(whole)} digits, more than the {MAX_WHOLE_DIGITS} an amount may have "
+                "before its decimal point: is it a card number typed into the amount?"
+            )
+    return parse_amount(text, currency)
 
 
 def parse_amount(text: str, currency: str | int | Currency) -> int:
