@@ -86,32 +86,37 @@ _register()
 def main() -> None:
     """Entry point of the console script.
 
-    With ``--json``, a command line that cannot be parsed (a missing argument, an unknown
-    option, a bad value) is reported as JSON too (``{"ok": false, "reason", "error"}``, exit 2),
-    not only as the usage text on stderr.
+    A command line that cannot be parsed (a missing argument, an unknown option, a bad value)
+    gets the usage line and a one-line reason on stderr, with any card number in it masked; with
+    ``--json`` it is reported as JSON on stdout too (``{"ok": false, "reason", "error"}``, exit 2).
     """
     import sys
+
+    from tillvault.cli.output import emit_json
+    from tillvault.domain.cards import redact_pans
 
     try:  # newer typer carries its own copy of click, and raises that copy's exceptions
         from typer._click import exceptions as click
     except ImportError:  # pragma: no cover - typer on the installed click
         from click import exceptions as click  # type: ignore[no-redef]
 
-    if "--json" not in sys.argv[1:]:
-        app()
-        return
-    from tillvault.cli.output import emit_json
-
+    as_json = "--json" in sys.argv[1:]
     try:
         code = app(standalone_mode=False)
-    except click.UsageError as exc:
-        emit_json({"ok": False, "reason": exc.format_message(), "error": "UsageError"})
-        print(f"error: {exc.format_message()}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
-        emit_json({"ok": False, "reason": exc.format_message(), "error": type(exc).__name__})
+        reason = redact_pans(exc.format_message())
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            print(ctx.get_usage(), file=sys.stderr)
+            print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
+        print(f"Error: {reason}", file=sys.stderr)
+        if as_json:
+            kind = "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__
+            emit_json({"ok": False, "reason": reason, "error": kind})
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
-        emit_json({"ok": False, "reason": "aborted", "error": "Abort"})
+        print("Aborted.", file=sys.stderr)
+        if as_json:
+            emit_json({"ok": False, "reason": "aborted", "error": "Abort"})
         raise SystemExit(1) from None
     raise SystemExit(code if isinstance(code, int) else 0)
