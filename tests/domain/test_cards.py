@@ -247,11 +247,15 @@ def test_redact_pans_masks_card_numbers_in_text_and_leaves_other_numbers() -> No
 
     text = (
         "amount '4242424242424242' is above the limit; track ;4111111111111111=30121011000? and "
-        "5555 5555 5555 4444 and 3782-822463-10005 and 4242424242424243 (mistyped)"
+        "5555 5555 5555 4444 and 3782-822463-10005 and 6212345678901234 (UnionPay, no Luhn)"
     )
     out = redact_pans(text)
-    for pan in ("4242424242424242", "4111111111111111", "5555 5555 5555 4444", "3782-822463-10005", "4242424242424243"):
+    for pan in ("4242424242424242", "4111111111111111", "5555 5555 5555 4444", "3782-822463-10005", "6212345678901234"):
         assert pan not in out
     assert "424242******4242" in out and "555555******4444" in out and "378282*****0005" in out
-    kept = "RRN 000000000031, merchant 898310148160001, amount 12.34, invoice 000123, STAN 606701, 2026-12-01"
+    kept = (
+        "RRN 000000000031, merchant 898310148160001, amount 12.34, invoice 000123, STAN 606701, 2026-12-01, "
+        "MID 123456789012345 (not a Luhn number), key ring /k/58c3d685-1323-4139-8c4d-601100000000.json, "
+        "digest a4111111111111111b"
+    )
     assert redact_pans(kept) == kept

@@ -324,7 +324,8 @@ def _money(text: str, t: Terminal) -> int:
 
 
 def _print_tx(out: dict[str, Any], as_json: bool) -> None:
-    out = redacted(out)  # a reason may quote what was typed
+    # A reason may quote what was typed; the receipt and the ids are the terminal's own.
+    out = {**out, **redacted({k: out[k] for k in ("reason", "errors") if k in out})}
     if as_json:
         emit_json(out)
     else:

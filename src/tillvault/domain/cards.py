@@ -240,14 +240,15 @@ def mask_pan(digits: str) -> str:
     return "*" * n
 
 
-#: A run of 12-19 digits, single spaces or dashes allowed between them (as a PAN is grouped).
-_PAN_LIKE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){11,18}(?![0-9])")
+#: A run of 12-19 digits, single spaces or dashes allowed between them (as a PAN is grouped), that
+#: is not part of a longer token (a UUID, a hex digest, a file name, a path).
+_PAN_LIKE = re.compile(r"(?<![0-9A-Za-z_./-])[0-9](?:[ -]?[0-9]){11,18}(?![0-9A-Za-z_])")
 
 
 def redact_pans(text: str) -> str:
     """``text`` with every card number in it masked (:func:`mask_pan`): a run of 12-19 digits
-    (grouped or not) that has a card brand's prefix and length, Luhn or not (a mistyped PAN is
-    still most of one).
+    (grouped or not, not part of a longer token) that has a card brand's prefix and length and
+    passes the brand's Luhn check (UnionPay's need not).
 
     The last guard before text leaves the program: an error that quotes what was typed
     (a PAN keyed into the amount, track data swiped into the wrong field) never shows it whole.
@@ -259,7 +260,7 @@ def redact_pans(text: str) -> str:
     def mask(m: re.Match[str]) -> str:
         digits = m.group(0).replace(" ", "").replace("-", "")
         brand = detect_brand(digits)
-        if brand is None or len(digits) not in brand.lengths:
+        if brand is None or len(digits) not in brand.lengths or (brand.luhn_required and not luhn_ok(digits)):
             return m.group(0)
         return mask_pan(digits)
 
