@@ -343,3 +343,15 @@ def test_balance_comparison_ignores_reversal_figures() -> None:
 def test_batch_totals_refuse_negative_figures() -> None:
     with pytest.raises(MessageError, match="sales_amount"):
         iso.BatchTotals(sales_amount=-1)
+
+
+def test_the_host_never_shows_more_than_it_must_of_a_short_card_number() -> None:
+    from tillvault.domain import cards
+    from tillvault.domain.iso8583 import mask_pan
+    from tillvault.host.fees import brand_of
+
+    # A 12-digit Maestro number: first 6 + last 4 would hide only 2 digits; the host keeps the
+    # issuer's 6 (its fee rules price by brand), nothing of the tail.
+    assert mask_pan("501800000009") == "501800******" and brand_of(mask_pan("501800000009")) == "maestro"
+    assert mask_pan("4111111111111111") == cards.mask_pan("4111111111111111") == "411111******1111"
+    assert mask_pan("1234567890") == "**********"

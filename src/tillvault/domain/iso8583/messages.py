@@ -77,10 +77,14 @@ def response_text(code: str) -> str:
 
 
 def mask_pan(pan: str) -> str:
-    """The PAN masked as the terminal masks it (:func:`tillvault.domain.cards.mask_pan`): first 6
-    and last 4 where at least 3 digits stay hidden, fewer on shorter numbers (a 12-digit Maestro
-    card shows only its last 4)."""
-    return cards.mask_pan(pan)
+    """The PAN as the host keeps it: first 6 and last 4 from 13 digits (as the terminal), only
+    the issuer's first 6 on a 12-digit card (its fee and card-type rules read them; first 6 and
+    last 4 would leave 2 digits hidden), nothing of a shorter number."""
+    if len(pan) >= 13:
+        return cards.mask_pan(pan)
+    if len(pan) == 12:
+        return pan[:6] + "*" * 6
+    return "*" * len(pan)
 
 
 def redacted(message: Mapping[str, str]) -> dict[str, str]:
