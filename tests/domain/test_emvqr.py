@@ -560,9 +560,9 @@ def test_lengths_counted_in_bytes_are_read_as_bytes_with_a_warning_never_swallow
     assert result.valid, result.errors
     assert (result.merchant_name, result.merchant_city) == ("张三便利店", "Sydney")
     assert any("UTF-8 bytes" in w for w in result.warnings)
-    # Inside a template too (tag 64), and the fields after it are kept.
+    # Inside a template too (tag 64): read by characters it takes in the CRC field.
     lang = btlv("64", tlv("00", "ZH") + btlv("01", "张三便利店"))
-    body = "000201010211" + account + "52045411530315658" + "02CN5904ZSBL6007Beijing" + lang + tlv("62", "0102A1")
+    body = "000201010211" + account + "52045411530315658" + "02CN5904ZSBL6007Beijing" + tlv("62", "0102A1") + lang
     result = parse_qr(body + "6304" + build_crc(body + "6304"))
     assert result.valid and result.alternate_language == {"language": "ZH", "name": "张三便利店"}
     assert result.additional_data == {"bill_number": "A1"}
@@ -614,3 +614,12 @@ def test_an_amount_with_too_many_decimals_is_not_reported_as_the_amount() -> Non
 def test_a_byte_order_mark_is_named_as_such() -> None:
     result = parse_qr("\ufeff" + _sg())
     assert result.valid and result.warnings[0].startswith("removed a byte order mark")
+
+
+@pytest.mark.parametrize("name", ["北京 2000", "Crème Brûlée Café 2000", "北京 6100", "张三 5802CN"])
+def test_a_valid_code_that_counts_characters_is_never_reread_by_bytes(name: str) -> None:
+    payload = build_qr(name=name, city="北京", country="CN", currency="CNY", mcc="5411",
+                       accounts=[{"gui": "A000000333", "fields": {"01": "898110000000001"}}])  # fmt: skip
+    result = parse_qr(payload)
+    assert result.valid and result.merchant_name == name and result.merchant_city == "北京"
+    assert not any("UTF-8 bytes" in w for w in result.warnings)

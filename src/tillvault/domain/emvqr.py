@@ -605,10 +605,12 @@ def _maybe_byte_lengths(text: Any, payload: str, by_chars: QRParseResult) -> QRP
     """The payload read again with lengths in UTF-8 bytes, where that is the better reading.
 
     EMVCo counts characters, but some generators count the bytes of a non-ASCII name. Read by
-    characters, such a code is then broken, or worse reads as valid with the next field inside
-    the name ("张三便利店6006Sydney"). A code that counts characters almost never reads whole
-    and valid by bytes (its first non-ASCII field would end inside a character), so a valid
-    byte reading that differs from the character reading is taken, with a warning.
+    characters, such a code is then broken, or reads as valid with the next field inside the
+    name ("张三便利店6006Sydney", no city). The byte reading is taken, with a warning, when the
+    character reading is broken and the byte reading whole and valid; or when both are valid
+    but the byte reading finds, with a value, a name, city or category the character reading
+    lacked, and adds nothing but such root fields. A valid code that counts characters can read
+    validly by bytes too ("北京 2000" gives "北京 " and an empty tag 20): that never switches.
     """
     by_bytes = QRParseResult()
     _clean(text, by_bytes)  # the same clean-up warnings
@@ -619,6 +621,11 @@ def _maybe_byte_lengths(text: Any, payload: str, by_chars: QRParseResult) -> QRP
         _COUNT_BYTES.reset(token)
     if by_bytes.errors or by_bytes.tags == by_chars.tags:
         return by_chars
+    if not by_chars.errors:
+        new = {t: v for t, v in by_bytes.tags.items() if t not in by_chars.tags}
+        fills_a_gap = any(t in ("52", "59", "60") for t in new)
+        if not fills_a_gap or not all("52" <= t <= "64" and v.strip() for t, v in new.items()):
+            return by_chars
     by_bytes.warnings.append(
         "field lengths count UTF-8 bytes, not characters as EMVCo specifies; read that way (the app that "
         "made this code should count characters)"
