@@ -287,3 +287,34 @@ def test_the_kept_day_total_always_equals_the_sum_over_the_rows(tmp_path_factory
                 j.write(half)
         for d in ("2026-11-24", "2026-11-25"):
             assert records.day_total(d) == _summed_day_total(j, d)
+
+
+def test_scrubbing_the_wal_leaves_no_old_frame_and_never_waits_for_a_reader(tmp_path: Path) -> None:
+    import time
+
+    j = _journal(tmp_path)
+    secret = "SECRET-" * 40
+
+    def put(ctx: object) -> None:
+        ctx.conn.execute("INSERT INTO meta (key, value) VALUES ('s', ?)", (secret,))  # type: ignore[attr-defined]
+
+    j.write(put)
+    j.write(lambda ctx: ctx.conn.execute("DELETE FROM meta WHERE key = 's'"))
+    wal = tmp_path / "journal.db-wal"
+    assert b"SECRET-" in wal.read_bytes()
+    size = wal.stat().st_size
+    # Another connection's read keeps the frames in use: the scrub gives up at once.
+    reader = sqlite3.connect(tmp_path / "journal.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()
+    began = time.monotonic()
+    assert j.scrub_wal() is False
+    assert time.monotonic() - began < 2.0, "the scrub must not wait for the reader (every writer would wait too)"
+    reader.rollback()
+    reader.close()
+    assert j.scrub_wal() is True
+    assert wal.stat().st_size == size, "the WAL keeps its size"
+    assert b"SECRET-" not in wal.read_bytes() and b"SECRET-" not in (tmp_path / "journal.db").read_bytes()
+    j.write(lambda ctx: ctx.emit("after", {"n": 1}))  # and it works on
+    j.close()
+    assert Journal(tmp_path / "journal.db").open().verify().ok

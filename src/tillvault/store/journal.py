@@ -738,7 +738,9 @@ class Journal:
         copies the WAL into the database and truncates it (a TRUNCATE checkpoint), then, holding
         the write lock so nothing is written meanwhile, grows the file back to its size with
         zeros: a full disk later still finds its WAL, and an all-zero WAL reads as empty.
-        Returns False, changing nothing, when a reader kept the checkpoint from completing.
+        Returns False when another connection's read kept the checkpoint from completing (it
+        does not wait for it: a waiting checkpoint would hold every writer) or device B's scrub
+        did not complete; call it again later.
 
         :raises DeviceFailed: an I/O error.
         """
@@ -747,7 +749,12 @@ class Journal:
             conn = self._connect()
             try:
                 size = wal.stat().st_size if wal.exists() else 0
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
                 if busy:
                     return False
                 conn.execute("BEGIN IMMEDIATE")
@@ -769,8 +776,10 @@ class Journal:
             except OSError as exc:
                 raise DeviceFailed(f"storage device {self.device}: could not scrub {wal.name}: {exc}") from exc
         if self.mirror is not None:
-            with contextlib.suppress(TillVaultError):
-                self.mirror.scrub_wal()
+            try:
+                return self.mirror.scrub_wal()
+            except TillVaultError:
+                return False
         return True
 
     def file_bytes(self) -> int:

@@ -82,6 +82,9 @@ class Terminal:
         self._lock_fd: int | None = None
         self._last_sample_ms = 0
         self._last_ladder_ms = 0
+        #: A closed batch's old WAL frames still to be overwritten (a reader kept the scrub from completing).
+        self._wal_scrub_due = False
+        self._last_scrub_try_ms = 0
         #: The outbox back-off's jitter (a simulation seeds it: same seed, same retries).
         self.backoff_rng = random.Random()
         #: Wall time a sale may spend sending the backlog (None: messages counted only; see outbox).
@@ -377,6 +380,8 @@ class Terminal:
         self.devices.maintain()
         self.sample_usage()
         now = self.now_ms()
+        if self._wal_scrub_due and now - self._last_scrub_try_ms >= 10_000:
+            self._scrub_wal()
         if self.auto_relieve and now - self._last_ladder_ms >= LADDER_INTERVAL_MS:
             # Looked at once an interval, whatever it finds (admission runs the ladder itself when
             # a sale does not fit): a sale in between pays for no measurement.
@@ -705,14 +710,21 @@ class Terminal:
                 strip_card_data(self, report.batch)
         if report.closed_ms is not None:
             # The closed batch's encrypted card numbers are gone from the tables; old WAL frames
-            # still hold page images with them until overwritten: overwrite them now.
-            with contextlib.suppress(TillVaultError):
-                self.journal.scrub_wal()
+            # still hold page images with them until overwritten: overwrite them now (or, if a
+            # reader is in the way, at a later sale's housekeeping).
+            self._wal_scrub_due = True
+            self._scrub_wal()
         self.space.forget_sizes()
         # The level after the close is what the runway forecast compares day to day.
         with contextlib.suppress(TillVaultError, sqlite3.Error):
             self.sample_usage(kind="close", min_interval_ms=0)
         return report
+
+    def _scrub_wal(self) -> None:
+        """Overwrite the WAL's old frames if a closed batch left some (see :meth:`Journal.scrub_wal`)."""
+        self._last_scrub_try_ms = self.now_ms()
+        with contextlib.suppress(TillVaultError):
+            self._wal_scrub_due = not self.journal.scrub_wal()
 
     def batch_full(self) -> bool:
         """True when the open batch has reached ``batch_max_count`` and must be settled."""
