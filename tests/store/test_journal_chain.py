@@ -318,3 +318,20 @@ def test_scrubbing_the_wal_leaves_no_old_frame_and_never_waits_for_a_reader(tmp_
     j.write(lambda ctx: ctx.emit("after", {"n": 1}))  # and it works on
     j.close()
     assert Journal(tmp_path / "journal.db").open().verify().ok
+
+
+def test_filler_left_by_a_killed_top_up_goes_back_to_the_reserve(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    j.grow_free_pages(256 * 1024)
+    free = j.free_page_bytes()
+    # What a SIGKILL between the filler rows and their delete leaves behind.
+    conn = j.conn
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO headroom (pad) VALUES (zeroblob(?))", [(4096 - 200,)] * 32)
+    conn.execute("COMMIT")
+    assert j.free_page_bytes() < free
+    # Even when no growth is wanted (the disk is full, or the reserve is already there).
+    j.grow_free_pages(0)
+    assert conn.execute("SELECT count(*) FROM headroom").fetchone()[0] == 0
+    assert j.free_page_bytes() >= free
+    j.close()
