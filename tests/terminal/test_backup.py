@@ -167,3 +167,39 @@ def test_a_key_ring_is_never_put_beside_the_data_or_in_a_backup(
             keyring_dir=tmp_path / "b2" / "keys",
         )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b2").exists()
+
+
+def test_an_interrupted_init_can_be_run_again_and_a_journal_with_sales_is_never_cleared(
+    make_terminal: Callable[..., Terminal], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tillvault.errors import ConfigError
+    from tillvault.store.space import SpaceManager
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    def dies(self: SpaceManager) -> None:
+        raise KeyboardInterrupt  # as if killed after the journal was made, before the end
+
+    args = {
+        "terminal_id": "TVREINIT",
+        "merchant_qr": DEMO_MERCHANT_QR,
+        "host": "127.0.0.1:9",
+        "device_b": tmp_path / "b",
+    }
+    with monkeypatch.context() as m:
+        m.setattr(SpaceManager, "ensure_ballast", dies)
+        with pytest.raises(KeyboardInterrupt):
+            Terminal.init(tmp_path / "a", **args)
+    assert (tmp_path / "a" / "journal.db").exists() and not (tmp_path / "a" / "terminal.json").exists()
+    t = Terminal.init(tmp_path / "a", **args)  # not "already holds a terminal"
+    try:
+        assert t.status()["ballast_bytes"] > 0
+    finally:
+        t.close()
+    # A journal with sales and no terminal.json (a restore cut short) is refused, never cleared.
+    sold = make_terminal()
+    assert sold.sale(1000, "4111111111111111", "3012").status == "approved"
+    sold.close()
+    (sold.data_dir / "terminal.json").unlink()
+    with pytest.raises(ConfigError, match="holds a journal with 1 transactions"):
+        Terminal.init(sold.data_dir, terminal_id="TVREINI2", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    assert (sold.data_dir / "journal.db").exists()

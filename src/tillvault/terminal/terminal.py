@@ -142,6 +142,7 @@ class Terminal:
         data_dir = Path(data_dir)
         if (data_dir / CONFIG_NAME).exists():
             raise ConfigError(f"{data_dir} already holds a terminal; refusing to overwrite it")
+        _clear_interrupted_init(data_dir, device_b)
         _check_address(host)
         if archive and str(archive).startswith(("http://", "https://")):
             from tillvault.terminal.fleet import check_backoffice_url
@@ -212,7 +213,6 @@ class Terminal:
             if not Path(device_b).exists():
                 Path(device_b).mkdir(parents=True, mode=0o700)  # the mirror holds what A holds: private too
             write_marker(Path(device_b), terminal_uuid=term_uuid, device="B")
-        config.save(data_dir)
         (data_dir / "terminal.lock").touch(mode=0o600)  # exists before any disk can fill
         from tillvault.store.devices import write_marker
 
@@ -225,6 +225,9 @@ class Terminal:
         terminal.lock()
         terminal.space.ensure_ballast()
         terminal.space.maintain()
+        # Last: a folder holds a terminal once everything above is there. An init killed before
+        # this leaves no terminal.json, and the next init clears what it left and starts again.
+        config.save(data_dir)
         return terminal
 
     @classmethod
@@ -888,6 +891,38 @@ def minimum_capacity(policy: SpacePolicy) -> int:
         + policy.ballast_bytes
         + 100 * policy.sale_life_bytes
     )
+
+
+#: What an init writes in the data folder (and on device B) before its terminal.json.
+_INIT_FILES = ("journal.db", "journal.db-wal", "journal.db-shm", "ballast.bin", "terminal.lock")
+
+
+def _clear_interrupted_init(data_dir: Path, device_b: str | Path | None) -> None:
+    """Remove what an interrupted init left (no terminal.json: no sale can have been made), so
+    init can start again; refuse if the journal holds transactions (an interrupted restore?).
+
+    :raises ConfigError: the folder holds a journal with transactions but no terminal.json.
+    """
+    import sqlite3 as _sqlite3
+
+    from tillvault.store.devices import MARKER
+
+    for folder in (data_dir, Path(device_b) if device_b else None):
+        if folder is None or not (folder / "journal.db").exists():
+            continue
+        try:
+            with contextlib.closing(_sqlite3.connect(f"file:{folder / 'journal.db'}?mode=ro", uri=True)) as conn:
+                count = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
+        except _sqlite3.Error:
+            count = 0  # no table yet: the init died before its schema
+        if count:
+            raise ConfigError(
+                f"{folder} holds a journal with {count} transactions but no terminal.json (an interrupted "
+                "restore?): restore it again into an empty folder, or move it aside"
+            )
+        for name in (*_INIT_FILES, MARKER):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
 
 
 def _check_address(address: str) -> None:
