@@ -294,3 +294,13 @@ def test_a_card_number_typed_into_another_field_is_never_echoed_whole(tmp_path: 
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ.copy())
             assert proc.returncode != 0, (args, proc.stdout)
             assert pan not in proc.stdout + proc.stderr, (args, proc.stdout, proc.stderr)
+
+
+def test_an_invoice_that_cannot_exist_is_bad_input_not_a_missing_transaction(tmp_path: Path, host: HostProcess) -> None:
+    data = tmp_path / "t"
+    tv("init", "--terminal-id", "TVINV001", "--host", host.address, data=data)
+    _, out, _ = tv("void", "0", "--json", data=data, ok=(2,))
+    assert out["error"] == "InvalidInput" and "positive whole number" in out["reason"]
+    refund = ("refund", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012")
+    _, out, _ = tv(*refund, "--original-invoice", "-3", "--json", data=data, ok=(2,))
+    assert "got -3" in out["reason"]

@@ -348,8 +348,11 @@ class Records:
     def get(self, invoice: int) -> dict[str, Any]:
         """The record with ``invoice``.
 
+        :raises InvalidInput: ``invoice`` is not a positive whole number.
         :raises TransactionNotFound: no such invoice.
         """
+        if isinstance(invoice, bool) or not isinstance(invoice, int) or invoice < 1:
+            raise InvalidInput(f"invoice must be a positive whole number (as on the receipt), got {invoice!r}")
         row = self.journal.conn.execute(f"{_TX_SELECT} WHERE invoice = ?", (invoice,)).fetchone()
         if row is None:
             raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
