@@ -116,3 +116,14 @@ def test_a_top_up_on_a_full_disk_keeps_the_free_pages_it_found(tmpfs) -> None:  
     assert j.free_page_bytes() == reached
     assert j.conn.execute("SELECT count(*) FROM headroom").fetchone()[0] == 0
     j.close()
+
+
+def test_init_on_a_filesystem_too_small_for_a_terminal_says_so_and_makes_nothing(tmpfs_factory) -> None:  # type: ignore[no-untyped-def]
+    from tillvault.errors import InvalidInput
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+    from tillvault.terminal.terminal import Terminal
+
+    disk = tmpfs_factory("1m")
+    with pytest.raises(InvalidInput, match=r"has [0-9,]+ B free, below the [0-9,]+ B a terminal needs"):
+        Terminal.init(disk.path / "data", terminal_id="TVSMALL1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    assert not (disk.path / "data").exists()

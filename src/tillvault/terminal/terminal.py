@@ -181,6 +181,18 @@ class Terminal:
                 f"--capacity {policy.quota_bytes:,} B is below the {minimum:,} B a terminal needs (journal and WAL, "
                 "settlement reserve, ballast and room for 100 sales)"
             )
+        if policy.quota_bytes is None:  # the filesystem is the store: it must hold the minimum
+            probe = data_dir
+            while not probe.exists() and probe.parent != probe:
+                probe = probe.parent
+            with contextlib.suppress(OSError):
+                fs = os.statvfs(probe)
+                if fs.f_bavail * fs.f_frsize < minimum:
+                    raise InvalidInput(
+                        f"the filesystem of {data_dir} has {fs.f_bavail * fs.f_frsize:,} B free, below the "
+                        f"{minimum:,} B a terminal needs (journal and WAL, settlement reserve, ballast and room "
+                        "for 100 sales): free space there or choose a larger disk"
+                    )
         term_uuid = str(uuid.uuid4())
         ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
         b_dir = Path(device_b) if device_b else None
