@@ -12,3 +12,20 @@ def test_a_full_store_names_settling_only_with_an_open_batch_and_offloading_only
     en, zh = messages("exhausted", "A", {"open_batch_count": 0, "sealed_segments": 2, "evicted_segments": 2})
     assert "Settle now" not in en and "other files fill it" in en and "请清理设备上的其他文件" in zh
     assert en.endswith("Settlement still works.")
+
+
+def test_the_refusal_for_space_advises_settling_only_when_there_is_something_to_settle(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tillvault.store.journal import Journal
+    from tillvault.store.space import SpaceManager, SpacePolicy
+
+    journal = Journal(tmp_path / "journal.db").open()
+    counts = {"open": 0}
+    space = SpaceManager(tmp_path, journal, SpacePolicy(), open_batch_count=lambda: counts["open"])
+    st = space.status()
+    empty = space.full_error(st, 4096)
+    assert "Settle now" not in str(empty) and "Free space (tillvault cleanup)" in str(empty)
+    assert "请立即结算" not in empty.message_zh and "请清理空间" in empty.message_zh
+    counts["open"] = 7
+    busy = space.full_error(st, 4096)
+    assert "Settle now (tillvault settle: 7 in the open batch)" in str(busy) and "请立即结算" in busy.message_zh
+    journal.close()

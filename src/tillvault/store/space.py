@@ -295,17 +295,21 @@ class SpaceManager:
                 self._in_flight -= need
 
     def full_error(self, st: SpaceStatus, need: int) -> StorageFull:
-        """The refusal a merchant sees, in English and Simplified Chinese."""
+        """The refusal a merchant sees, in English and Simplified Chinese (settling is advised only
+        when the open batch holds something to settle)."""
         d = self.device
+        open_count = self._open_batch_count()
+        settle_en = f"Settle now (tillvault settle: {open_count:,} in the open batch), free" if open_count else "Free"
+        settle_zh = "请立即结算,或清理空间" if open_count else "请清理空间"
         return StorageFull(
             f"storage device {d} is full: 0 sales can be taken ({_fmt(st.free_bytes)} free of "
             f"{_fmt(st.capacity_bytes)}, {_fmt(st.reserve_bytes)} kept for settlement, a sale needs "
-            f"{_fmt(need)}). Settle now (tillvault settle), free space (tillvault cleanup) or connect the "
-            "back office to offload settled transactions. No card was charged.",
+            f"{_fmt(need)}). {settle_en} space (tillvault cleanup) or connect the back office to offload "
+            "settled transactions. No card was charged.",
             device=d,
             needed_bytes=need,
             available_bytes=max(0, st.free_bytes - st.reserve_bytes),
-            message_zh=f"存储设备{d}已满:无法进行新交易(未扣款)。请立即结算,或清理空间,或连接后台以转存已结算的交易。",
+            message_zh=f"存储设备{d}已满:无法进行新交易(未扣款)。{settle_zh},或连接后台以转存已结算的交易。",
         )
 
     # -- the physical reserve -----------------------------------------------------------------
