@@ -306,3 +306,22 @@ def test_an_invoice_that_cannot_exist_is_bad_input_not_a_missing_transaction(tmp
     refund = ("refund", "--amount", "1.00", "--pan", "4111111111111111", "--expiry", "3012")
     _, out, _ = tv(*refund, "--original-invoice", "-3", "--json", data=data, ok=(2,))
     assert "got -3" in out["reason"]
+
+
+def test_an_archive_given_after_init_takes_the_sealed_batches(tmp_path: Path, host: HostProcess) -> None:
+    data, nas = tmp_path / "t", tmp_path / "nas"
+    tv("init", "--terminal-id", "TVARCH01", "--host", host.address, data=data)
+    for amount in ("1.00", "2.00", "3.00"):
+        tv("sale", "--amount", amount, "--pan", "4111111111111111", "--expiry", "3012", data=data)
+    tv("settle", data=data)
+    _, st, _ = tv("status", "--json", data=data)
+    assert st["archive"] is None and st["sealed_segments"] >= 1 and st["evicted_segments"] == 0
+    _, out, _ = tv("archive", "set", str(nas), "--json", data=data, ok=(2,))
+    assert "does not exist" in out["reason"]
+    nas.mkdir()
+    _, out, _ = tv("archive", "set", str(nas), "--json", data=data)
+    assert out["archive"] == str(nas)
+    tv("cleanup", "--json", data=data)
+    assert (nas / "seg-TVARCH01-000001.tvs").is_file(), list(nas.rglob("*"))
+    _, st, _ = tv("status", "--json", data=data)
+    assert st["archive"] == str(nas)

@@ -314,6 +314,7 @@ def register(app: typer.Typer) -> None:
     app.command("scrub")(scrub)
     app.command("runbook")(runbook)
     app.add_typer(tx_app, name="tx")
+    app.add_typer(archive_app, name="archive")
     register_sales(app)
 
 
@@ -373,6 +374,8 @@ IdemOpt = Annotated[
     str | None, typer.Option("--idempotency-key", help="Caller's key: a retry with it returns the first result.")
 ]
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id.")]
+
+archive_app = typer.Typer(help="Where settled batches are offloaded (a NAS or USB folder, or the back office).")
 PinOpt = Annotated[
     str | None,
     typer.Option(
@@ -916,3 +919,34 @@ def register_sales(app: typer.Typer) -> None:
     app.command("flush")(flush)
     app.add_typer(operator_app, name="operator")
     app.add_typer(update_app, name="update")
+
+
+@archive_app.command("set")
+def archive_set(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A folder on a NAS or USB disk, the back office's https URL, or 'none' to stop offloading."
+        ),
+    ],
+    ca: Annotated[
+        str | None, typer.Option("--ca", help="CA certificate (PEM) of a back office with a private CA.")
+    ] = None,
+    operator: OperatorOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give the terminal an archive after init (or change it): sealed batches leave for it at cleanup."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("archive", operator, _operator_pin(t, operator, pin))
+            return t.set_archive(None if target.strip().lower() == "none" else target, ca=ca)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    elif out["archive"]:
+        console.print(f"archive: {out['archive']} (sealed batches leave for it at the next cleanup)", highlight=False)
+    else:
+        console.print("no archive: sealed batches stay on the device", highlight=False)

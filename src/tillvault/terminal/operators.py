@@ -45,6 +45,7 @@ PERMISSIONS = {
     "void": "supervisor",
     "cleanup": "supervisor",
     "backup": "manager",
+    "archive": "manager",
     "update": "manager",
     "operators": "manager",
 }
@@ -54,6 +55,7 @@ _LABELS = {
     "flush": "sending waiting advices",
     "cleanup": "freeing space",
     "update": "installing software updates",
+    "archive": "changing where settled data is offloaded",
 }
 MAX_FAILED = 5
 LOCKOUT_MS = 15 * 60_000

@@ -144,19 +144,7 @@ class Terminal:
             raise ConfigError(f"{data_dir} already holds a terminal; refusing to overwrite it")
         _clear_interrupted_init(data_dir, device_b)
         _check_address(host)
-        if archive and str(archive).startswith(("http://", "https://")):
-            from tillvault.terminal.fleet import check_backoffice_url
-
-            check_backoffice_url(str(archive))  # never the fleet token in clear across the network
-        if archive_tls_ca:
-            from tillvault.terminal.fleet import check_ca_file
-
-            archive_tls_ca = check_ca_file(archive_tls_ca, "--archive-ca")
-        if archive and not str(archive).startswith(("http://", "https://")) and not Path(archive).is_dir():
-            raise InvalidInput(
-                f"archive folder {archive} does not exist: mount the NAS or USB disk there (or create the "
-                "folder on it) first, or give the back office's http(s) URL"
-            )
+        archive_tls_ca = _check_archive(archive, archive_tls_ca)
         qr = require_valid_qr(merchant_qr)
         merchant = Merchant.from_qr(
             qr,
@@ -229,10 +217,7 @@ class Terminal:
         from tillvault.store.devices import write_marker
 
         write_marker(data_dir, terminal_uuid=term_uuid, device="A")
-        if archive and not str(archive).startswith(("http://", "https://")) and Path(archive).is_dir():
-            # Marked now, so an empty mount point left by an unplugged disk is never taken for it.
-            with contextlib.suppress(OSError, TillVaultError):
-                DirectorySink(archive).mark()
+        _mark_archive(archive)
         terminal = cls(data_dir, config, KeyRing.load(ring_path), clock=clock)
         terminal.lock()
         terminal.space.ensure_ballast()
@@ -543,6 +528,22 @@ class Terminal:
             unread.extend(missing)
         rows.sort(key=lambda r: r["invoice"], reverse=True)
         return rows[:limit]
+
+    def set_archive(self, archive: str | Path | None, *, ca: str | Path | None = None) -> dict[str, Any]:
+        """Give the terminal an archive after ``init`` (or another one, or none with ``None``): a
+        folder on a NAS or USB disk, or the back office's https URL, checked as ``init`` checks it.
+        Sealed batches leave the device for it at the next ``cleanup``; nothing is moved now.
+
+        :raises InvalidInput: a folder that does not exist, a plain-http URL off this machine.
+        :raises ConfigError: an unreadable CA file.
+        """
+        self._ensure_writer()
+        target = str(archive) if archive else None
+        self.config.archive_tls_ca = _check_archive(target, ca) if target else None
+        _mark_archive(target)
+        self.config.archive = target
+        self.config.save(self.data_dir)
+        return {"ok": True, "archive": target, "archive_tls_ca": self.config.archive_tls_ca}
 
     def archive_sink(self) -> Any:
         """The configured archive sink, if any: a folder (NAS, USB disk) or the back office (a URL)."""
@@ -903,6 +904,35 @@ def minimum_capacity(policy: SpacePolicy) -> int:
         + policy.ballast_bytes
         + 100 * policy.sale_life_bytes
     )
+
+
+def _check_archive(archive: str | Path | None, ca: str | Path | None) -> str | None:
+    """Check an archive as given to ``init`` or ``archive set``; returns the checked CA file.
+
+    :raises InvalidInput: a folder that does not exist, a plain-http URL off this machine.
+    """
+    if archive and str(archive).startswith(("http://", "https://")):
+        from tillvault.terminal.fleet import check_backoffice_url
+
+        check_backoffice_url(str(archive))  # never the fleet token in clear across the network
+    checked = None
+    if ca:
+        from tillvault.terminal.fleet import check_ca_file
+
+        checked = check_ca_file(ca, "--archive-ca")
+    if archive and not str(archive).startswith(("http://", "https://")) and not Path(archive).is_dir():
+        raise InvalidInput(
+            f"archive folder {archive} does not exist: mount the NAS or USB disk there (or create the "
+            "folder on it) first, or give the back office's http(s) URL"
+        )
+    return checked
+
+
+def _mark_archive(archive: str | Path | None) -> None:
+    """Mark an archive folder now, so an empty mount point left by an unplugged disk is never taken for it."""
+    if archive and not str(archive).startswith(("http://", "https://")) and Path(archive).is_dir():
+        with contextlib.suppress(OSError, TillVaultError):
+            DirectorySink(archive).mark()
 
 
 #: What an init writes in the data folder (and on device B) before its terminal.json.
