@@ -29,3 +29,11 @@ def test_the_refusal_for_space_advises_settling_only_when_there_is_something_to_
     busy = space.full_error(st, 4096)
     assert "Settle now (tillvault settle: 7 in the open batch)" in str(busy) and "请立即结算" in busy.message_zh
     journal.close()
+
+
+def test_a_full_store_without_an_archive_says_how_to_give_it_one() -> None:
+    held = {"open_batch_count": 0, "sealed_segments": 3, "evicted_segments": 0}
+    en, zh = messages("exhausted", "A", {**held, "archive": None})
+    assert "tillvault archive set" in en and "3 sealed batch(es)" in en and "tillvault archive set" in zh
+    en, _ = messages("exhausted", "A", {**held, "archive": "/mnt/nas/till"})
+    assert "Connect the archive so 3 sealed batch(es)" in en and "archive set" not in en

@@ -83,9 +83,15 @@ def _ways_out(st: dict[str, Any]) -> tuple[str, str]:
         en.append(f"settle now (tillvault settle: {st['open_batch_count']:,} transactions in the open batch)")
         zh.append("请立即结算")
     local_sealed = int(st.get("sealed_segments", 0)) - int(st.get("evicted_segments", 0))
-    if local_sealed > 0:
+    if local_sealed > 0 and st.get("archive", True):
         en.append(f"connect the archive so {local_sealed:,} sealed batch(es) can leave the device (tillvault cleanup)")
         zh.append("连接归档以转存已结算的批次")
+    elif local_sealed > 0:  # no archive set up: say how to give it one
+        en.append(
+            f"give the terminal an archive (tillvault archive set FOLDER or the back office's URL) so "
+            f"{local_sealed:,} sealed batch(es) can leave the device"
+        )
+        zh.append("设置归档(tillvault archive set)以转存已结算的批次")
     if not en:
         en.append("free space on the device: other files fill it, TillVault has nothing more to move")
         zh.append("请清理设备上的其他文件")
