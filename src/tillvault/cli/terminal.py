@@ -245,6 +245,7 @@ def runbook(
 
 
 tx_app = typer.Typer(help="Transactions in the journal.", no_args_is_help=True)
+archive_app = typer.Typer(help="Where settled batches are offloaded (a NAS or USB folder, or the back office).")
 
 
 @tx_app.command("list")
@@ -374,8 +375,6 @@ IdemOpt = Annotated[
     str | None, typer.Option("--idempotency-key", help="Caller's key: a retry with it returns the first result.")
 ]
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator id.")]
-
-archive_app = typer.Typer(help="Where settled batches are offloaded (a NAS or USB folder, or the back office).")
 PinOpt = Annotated[
     str | None,
     typer.Option(

@@ -286,18 +286,16 @@ def _split_bytes(text: str, base: int, where: str, errors: list[str]) -> tuple[l
         if n - i < 4 or not (head.isascii() and head.isdigit()):
             errors.append(f"{where or 'payload'}: not TLV when lengths count bytes, at position {pos}")
             return fields, False
-        size = int(head[2:])
+        tag, size = head[:2].decode(), int(head[2:])
         if size > n - i - 4:
-            errors.append(f"{where or 'payload'}: tag {head[:2].decode()} runs past the end when lengths count bytes")
+            errors.append(f"{where or 'payload'}: tag {tag} runs past the end when lengths count bytes")
             return fields, False
         try:
             value = data[i + 4 : i + 4 + size].decode("utf-8")
         except UnicodeDecodeError:
-            errors.append(
-                f"{where or 'payload'}: tag {head[:2].decode()} ends inside a character when lengths count bytes"
-            )
+            errors.append(f"{where or 'payload'}: tag {tag} ends inside a character when lengths count bytes")
             return fields, False
-        fields.append(_Field(head[:2].decode(), value, pos))
+        fields.append(_Field(tag, value, pos))
         i += 4 + size
     return fields, True
 

@@ -57,13 +57,13 @@ class KeyRing:
 
     # -- creation and loading -----------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, *, data_dir: Path | None = None, device_b: Path | None = None) -> KeyRing:
+    def create(cls, path: Path, *, data_dir: Path | None = None) -> KeyRing:
         """Create a ring with one fresh key per purpose.
 
-        :raises ConfigError: if ``path`` lies inside ``data_dir`` or ``device_b`` (keys beside the data).
+        :raises ConfigError: if ``path`` lies inside ``data_dir`` (keys beside the data).
         :raises KeyRingError: if a ring already exists at ``path``.
         """
-        refuse_beside_data(path, {"data folder": data_dir, "device B folder": device_b})
+        refuse_beside_data(path, {"data folder": data_dir})
         if path.exists():
             raise KeyRingError(f"key ring {path} already exists; refusing to overwrite keys")
         ring = cls(path, [])

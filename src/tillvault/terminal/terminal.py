@@ -189,7 +189,7 @@ class Terminal:
             # The journal holds masked numbers, tokens and encrypted fields: no one else reads it.
             data_dir.mkdir(parents=True, mode=0o700)
         data_dir.mkdir(parents=True, exist_ok=True)
-        KeyRing.create(ring_path, data_dir=data_dir, device_b=b_dir)
+        KeyRing.create(ring_path, data_dir=data_dir)
         config = TerminalConfig(
             terminal_id=merchant.terminal_id,
             terminal_uuid=term_uuid,
@@ -550,7 +550,7 @@ class Terminal:
         archive = self.config.archive
         if not archive:
             return None
-        if archive.startswith(("http://", "https://")):
+        if _is_url(archive):
             from tillvault.terminal.fleet import BackofficeSink
 
             return BackofficeSink(
@@ -906,12 +906,17 @@ def minimum_capacity(policy: SpacePolicy) -> int:
     )
 
 
+def _is_url(archive: str | Path | None) -> bool:
+    """True for the back office's http(s) URL, False for a folder (or none)."""
+    return bool(archive) and str(archive).startswith(("http://", "https://"))
+
+
 def _check_archive(archive: str | Path | None, ca: str | Path | None) -> str | None:
     """Check an archive as given to ``init`` or ``archive set``; returns the checked CA file.
 
     :raises InvalidInput: a folder that does not exist, a plain-http URL off this machine.
     """
-    if archive and str(archive).startswith(("http://", "https://")):
+    if _is_url(archive):
         from tillvault.terminal.fleet import check_backoffice_url
 
         check_backoffice_url(str(archive))  # never the fleet token in clear across the network
@@ -920,7 +925,7 @@ def _check_archive(archive: str | Path | None, ca: str | Path | None) -> str | N
         from tillvault.terminal.fleet import check_ca_file
 
         checked = check_ca_file(ca, "--archive-ca")
-    if archive and not str(archive).startswith(("http://", "https://")) and not Path(archive).is_dir():
+    if archive and not _is_url(archive) and not Path(archive).is_dir():
         raise InvalidInput(
             f"archive folder {archive} does not exist: mount the NAS or USB disk there (or create the "
             "folder on it) first, or give the back office's http(s) URL"
@@ -930,7 +935,7 @@ def _check_archive(archive: str | Path | None, ca: str | Path | None) -> str | N
 
 def _mark_archive(archive: str | Path | None) -> None:
     """Mark an archive folder now, so an empty mount point left by an unplugged disk is never taken for it."""
-    if archive and not str(archive).startswith(("http://", "https://")) and Path(archive).is_dir():
+    if archive and not _is_url(archive) and Path(archive).is_dir():
         with contextlib.suppress(OSError, TillVaultError):
             DirectorySink(archive).mark()
 
@@ -945,17 +950,15 @@ def _clear_interrupted_init(data_dir: Path, device_b: str | Path | None) -> None
 
     :raises ConfigError: the folder holds a journal with transactions but no terminal.json.
     """
-    import sqlite3 as _sqlite3
-
     from tillvault.store.devices import MARKER
 
     for folder in (data_dir, Path(device_b) if device_b else None):
         if folder is None or not (folder / "journal.db").exists():
             continue
         try:
-            with contextlib.closing(_sqlite3.connect(f"file:{folder / 'journal.db'}?mode=ro", uri=True)) as conn:
+            with contextlib.closing(sqlite3.connect(f"file:{folder / 'journal.db'}?mode=ro", uri=True)) as conn:
                 count = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
-        except _sqlite3.Error:
+        except sqlite3.Error:
             count = 0  # no table yet: the init died before its schema
         if count:
             raise ConfigError(
