@@ -325,3 +325,16 @@ def test_an_archive_given_after_init_takes_the_sealed_batches(tmp_path: Path, ho
     assert (nas / "seg-TVARCH01-000001.tvs").is_file(), list(nas.rglob("*"))
     _, st, _ = tv("status", "--json", data=data)
     assert st["archive"] == str(nas)
+
+
+def test_a_qr_payload_on_stdin_is_read_as_bytes_and_a_byte_that_is_not_utf8_is_named() -> None:
+    from tillvault.domain.emvqr import build_qr
+
+    good = build_qr(name="Cafe Ole", city="Lima", country="PE", currency="PEN", mcc="5814", accounts=[{"gui": "PE.X"}])
+    proc = subprocess.run([*TV, "qr", "parse", "-", "--json"], input=good.encode(), capture_output=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["merchant_name"] == "Cafe Ole"
+    latin1 = good.replace("Cafe Ole", "Café Olé").encode("latin-1")
+    proc = subprocess.run([*TV, "qr", "parse", "-", "--json"], input=latin1, capture_output=True, timeout=60)
+    out = json.loads(proc.stdout)
+    byte = latin1.index("é".encode("latin-1"))
+    assert proc.returncode == 2 and out["errors"] == [f"payload is not valid UTF-8 (byte {byte})"], out

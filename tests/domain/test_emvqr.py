@@ -623,3 +623,52 @@ def test_a_valid_code_that_counts_characters_is_never_reread_by_bytes(name: str)
     result = parse_qr(payload)
     assert result.valid and result.merchant_name == name and result.merchant_city == "北京"
     assert not any("UTF-8 bytes" in w for w in result.warnings)
+
+
+def _recrc(body_with_6304: str) -> str:
+    return body_with_6304 + build_crc(body_with_6304)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "first_error"),
+    [
+        ("2656", "2655", "tag 26: the declared length 55 at position 14 looks wrong: read as 56"),
+        ("5914DEV", "5913DEV", "tag 59: the declared length 13 at position 103 looks wrong: read as 14"),
+        ("6216", "6217", "tag 62: the declared length 17 at position 134 looks wrong: read as 16"),
+        ("0009SG.", "0008SG.", "tag 26: sub-tag 00: the declared length 08 at position 18 looks wrong: read as 09"),
+    ],
+)
+def test_one_wrong_length_is_named_first_even_when_the_crc_was_computed_over_it(
+    old: str, new: str, first_error: str
+) -> None:
+    # The generator wrote a wrong length and computed the CRC over it: every field after it is
+    # garbled (tag 53 "missing", tags that do not exist). The length to mend comes first.
+    broken = _recrc(BASE[:-4].replace(old, new, 1))
+    result = parse_qr(broken)
+    assert not result.valid
+    assert result.errors[0].startswith(first_error), result.errors
+
+
+def test_a_payload_inside_a_link_is_named_as_a_link_not_a_crc_error() -> None:
+    result = parse_qr("https://api.qrserver.com/v1/create-qr-code/?size=300x300&data=" + BASE)
+    assert result.errors == [
+        "payload is a link (https:...), not an EMV merchant QR payload; the EMV payload inside starts at "
+        "position 62 ('000201...'): give only the payload"
+    ]
+    assert parse_qr("upi://pay?pa=shop@bank&pn=Shop").errors[0].startswith("payload is a link (upi:...)")
+
+
+def test_text_decoded_from_bytes_that_were_not_utf8_is_named_without_a_false_crc_error() -> None:
+    result = parse_qr("0002010102115905Caf\udce9")
+    assert result.errors == [
+        "position 19: unpaired surrogate U+DCE9 (not valid Unicode: bytes that were not UTF-8 were read as text?)"
+    ]
+    assert parse_qr(b"0002010102115905Caf\xe9").errors == ["payload is not valid UTF-8 (byte 19)"]
+
+
+@pytest.mark.parametrize(("code", "message"), [("XX", "is not an ISO 3166-1"), ("UK", "it is GB")])
+def test_a_country_that_iso_3166_does_not_assign_is_an_error(code: str, message: str) -> None:
+    result = parse_qr(_recrc(BASE[:-4].replace("5802SG", f"5802{code}", 1)))
+    assert [e for e in result.errors if e.startswith("tag 58")] and message in result.errors[0]
+    with pytest.raises(InvalidInput, match=message):
+        build_qr(name="A", city="B", country=code, currency="SGD", mcc="5812", accounts=[{"gui": "SG.PAYNOW"}])

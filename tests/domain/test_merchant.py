@@ -175,3 +175,69 @@ def test_from_qr_derives_from_the_whole_account_when_nothing_in_it_names_the_mer
     one = Merchant.from_qr(parse_qr(duitnow("890053", "005")), terminal_id="MY000001").merchant_id
     two = Merchant.from_qr(parse_qr(duitnow("890053", "006")), terminal_id="MY000001").merchant_id
     assert one != two and one.startswith("M") and len(one) == 15
+
+
+# Genuine codes of different merchants of one scheme, published in public sources; the sub-field
+# that looks like a merchant id is shared by all of them, so the id comes from what tells them apart.
+GCASH_P2P = (  # QR Ph P2P (GCash): 03 is the same in every code, 04 the wallet
+    "00020101021127830012com.p2pqrpay0111GXCHPHM2XXX02089996440303152170200000006560417DWQM4TK3JDNWIWRDY"
+    "5204601653036085802PH5908Setnayan6011Holy Spirit6104123463045E2D",
+    "00020101021127830012com.p2pqrpay0111GXCHPHM2XXX02089996440303152170200000006560417DWQM4TK3JDO11VF38"
+    "5204601653036085802PH5911SH*****E V.6006Umapad6104123463047E07",
+)
+KSHOP_BILL = (  # PromptPay bill payment (K Shop): 01 is the bank's biller id, 02 the shop
+    "00020101021130810016A00000067701011201150107536000315080214KB0000016416840320KPS004KB000001641684"
+    "31690016A00000067701011301030040214KB0000016416840420KPS004KB00000164168453037645802TH6304A14E",
+    "00020101021230810016A00000067701011201150107536000315080214KB0000016159330320API1700277248174243"
+    "631690016A00000067701011301030040214KB0000016159330420API170027724817424365303764540810295.53"
+    "5802TH6304FDB7",
+)
+KHQR_INDIVIDUAL = (  # Bakong account id in the GUI's place, 02 the bank
+    "00020101021129240010alice@aclb0206ACLEDA5204599953031165802KH5905ALICE6010Phnom Penh6304A9FF",
+    "00020101021129220008bob@aclb0206ACLEDA5204599953031165802KH5903BOB6010Phnom Penh6304A0DE",
+)
+
+
+@pytest.mark.parametrize("pair", [GCASH_P2P, KSHOP_BILL, KHQR_INDIVIDUAL], ids=["gcash", "kshop", "khqr"])
+def test_two_merchants_of_one_scheme_never_share_a_merchant_id(pair: tuple[str, str]) -> None:
+    ids = []
+    for code in pair:
+        result = parse_qr(code)
+        assert result.valid, result.errors
+        ids.append(Merchant.from_qr(result, terminal_id="TV000001", name="SHOP").merchant_id)
+    assert ids[0] != ids[1]
+    assert ids[0] not in ("217020000000656", "010753600031508", "ACLEDA")  # the shared values
+    # ... and each stays the same for the same code.
+    assert ids[0] == Merchant.from_qr(parse_qr(pair[0]), terminal_id="TV000002", name="SHOP").merchant_id
+
+
+def test_a_bakong_account_is_labelled_khqr_and_its_merchant_id_field_wins() -> None:
+    result = parse_qr(KHQR_INDIVIDUAL[0])
+    assert result.accounts[0].scheme == "KHQR"
+    merchant_code = build_qr(
+        name="COFFEE",
+        city="Phnom Penh",
+        country="KH",
+        currency="KHR",
+        mcc="5814",
+        accounts=[{"tag": "30", "gui": "coffee@aclb", "fields": {"01": "MER123456", "02": "ACLEDA"}}],
+    )
+    assert Merchant.from_qr(parse_qr(merchant_code), terminal_id="KH000001").merchant_id == "MER123456"
+
+
+def test_an_account_that_is_not_a_template_is_kept_whole_and_names_the_merchant() -> None:
+    # Peru's Yape: tag 39 holds a bare 32-hex id, not sub-fields (genuine codes; the CRC is right).
+    yape = (
+        "0002010102113932969cde686e395bc6b28b0c3b05efd87a5204561153036045802PE5906YAPERO6004Lima6304BA65",
+        "0002010102113932737c632348c2548381fc15352af1e6255204561153036045802PE5906YAPERO6004Lima6304CF93",
+    )
+    results = [parse_qr(code) for code in yape]
+    assert all(r.valid for r in results), [r.errors for r in results]
+    assert results[0].accounts[0].value == "969cde686e395bc6b28b0c3b05efd87a"
+    assert any("not a template of sub-fields" in w for w in results[0].warnings)
+    ids = {Merchant.from_qr(r, terminal_id="PE000001").merchant_id for r in results}
+    assert len(ids) == 2
+    # The merchant's accounts build back into the same code.
+    m = Merchant.from_qr(results[0], terminal_id="PE000001")
+    again = build_qr(name=m.name, city=m.city, country=m.country, currency=m.currency, mcc=m.mcc, accounts=m.accounts)
+    assert parse_qr(again).accounts[0].value == "969cde686e395bc6b28b0c3b05efd87a"

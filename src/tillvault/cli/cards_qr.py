@@ -81,9 +81,9 @@ def card_check(
         fail("; ".join(result.errors), as_json=False, code=EXIT_INVALID)
 
 
-def _read_payload(payload: str) -> str:
-    if payload == "-":
-        return sys.stdin.read()
+def _read_payload(payload: str) -> str | bytes:
+    if payload == "-":  # the bytes as they are: the parser names a byte that is not UTF-8
+        return sys.stdin.buffer.read()
     return payload
 
 

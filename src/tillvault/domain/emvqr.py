@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tillvault.domain.countries import country_problem
 from tillvault.domain.money import MAX_MINOR, currency_info, format_amount
 from tillvault.errors import InvalidInput, QRCodeInvalid
 
@@ -65,12 +66,24 @@ _KNOWN_GUIS = {
 #: (a bank's code, a type code, free text) in sub-field 01, by GUI prefix, most specific first.
 _MERCHANT_SUBTAGS = {
     "A000000615": ("02",), "MY.COM.PAYNET": ("02",),  # DuitNow: 01 acquirer id, 02 merchant account
-    "COM.P2PQRPAY": ("03", "04", "05"), "PH.PPMI": ("03", "04", "05"),  # QR Ph: 01 BIC, 02 payment type
+    "PH.PPMI": ("03", "04", "05"),  # QR Ph P2M: 01 BIC, 02 payment type, 03 merchant id
     "BR.GOV.BCB.PIX": ("01", "25"),  # Pix: 01 the key (or 25 the location); 02 is a description
     "HK.COM.HKICL": ("02", "03", "04"),  # FPS: 01 bank code; 02 FPS id, 03 mobile, 04 e-mail
     "SG.PAYNOW": ("02",),  # PayNow: 01 proxy type, 02 the proxy (mobile or UEN)
     "A000000677": ("01", "02", "03", "04"),  # PromptPay: mobile, national id, e-wallet, biller id
 }  # fmt: skip
+
+#: Schemes whose merchant is named by several sub-fields together (one alone is shared by many
+#: merchants), by GUI prefix, most specific first.
+_MERCHANT_SUBTAGS_TOGETHER = {
+    # QR Ph P2P: 03 is the wallet provider's own id in every code of it (GCash), 04 the account.
+    "COM.P2PQRPAY": ("03", "04", "05"),
+    # PromptPay bill payment: 01 is the biller (K Shop's is the bank's), 02 the merchant's reference.
+    "A000000677010112": ("01", "02"),
+}  # fmt: skip
+
+#: A Bakong (KHQR) account id in the GUI's place: ``name@bank``; sub-field 02 is then the bank.
+_BAKONG_ACCOUNT = re.compile(r"[^@\s]+@[A-Za-z0-9]+")
 
 #: Sub-tags of the additional data template (62) and the names results use for them.
 ADDITIONAL_DATA_NAMES = {
@@ -130,8 +143,16 @@ class MerchantAccount:
             return [self.value]
         found = [self.nested["01"]["01"]] if "01" in self.nested.get("01", {}) else []
         upper = (self.gui or "").upper()
-        prefix = max((p for p in _MERCHANT_SUBTAGS if upper.startswith(p)), key=len, default=None)
-        subtags = _MERCHANT_SUBTAGS[prefix] if prefix else ("01", "02", "03")
+        together = _longest_prefix(_MERCHANT_SUBTAGS_TOGETHER, upper)
+        if together:
+            # One candidate; two or more values joined by "/" never fit field 42, so the id is derived.
+            values = [self.fields[k] for k in _MERCHANT_SUBTAGS_TOGETHER[together] if k in self.fields]
+            return found + (["/".join(values)] if values else [])
+        if _BAKONG_ACCOUNT.fullmatch(self.gui or ""):
+            subtags: tuple[str, ...] = ("01",)  # the merchant id, if any; else the id comes from the GUI
+        else:
+            prefix = _longest_prefix(_MERCHANT_SUBTAGS, upper)
+            subtags = _MERCHANT_SUBTAGS[prefix] if prefix else ("01", "02", "03")
         return found + [self.fields[k] for k in subtags if k in self.fields]
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +164,10 @@ class MerchantAccount:
         if self.nested:
             out["nested"] = {k: dict(v) for k, v in self.nested.items()}
         return out
+
+
+def _longest_prefix(table: Mapping[str, Any], upper: str) -> str | None:
+    return max((p for p in table if upper.startswith(p)), key=len, default=None)
 
 
 @dataclass
@@ -226,6 +251,8 @@ def control_character(text: str) -> str | None:
 
 #: True while a payload is read a second way, its lengths counting UTF-8 bytes (see :func:`parse_qr`).
 _COUNT_BYTES: contextvars.ContextVar[bool] = contextvars.ContextVar("emvqr_count_bytes", default=False)
+#: True while a broken payload is read again with one length mended (see :func:`_length_hint`).
+_HINTING: contextvars.ContextVar[bool] = contextvars.ContextVar("emvqr_hinting", default=False)
 
 
 def _split(text: str, base: int, where: str, errors: list[str]) -> tuple[list[_Field], bool]:
@@ -308,6 +335,48 @@ def _suspect(fields: list[_Field]) -> str:
     return f" (a wrong length earlier? tag {last.tag} at position {last.pos} declared {len(last.value)})"
 
 
+_TEMPLATE_TAGS = frozenset([f"{t:02d}" for t in range(26, 52)] + ["62", "64"])
+
+
+def _breaks_inside(f: _Field) -> bool:
+    """A template whose sub-fields start well but do not fill it (an opaque value does not count)."""
+    if f.tag not in _TEMPLATE_TAGS:
+        return False
+    subs, complete = _split(f.value, 0, "tag", [])
+    return not complete and bool(subs)
+
+
+def _length_hint(payload: str, fields: list[_Field]) -> str | None:
+    """For a payload whose structure is broken: the one declared length (of a field, or of a
+    sub-field of a template that does not split) that, changed by up to 3, makes the whole code
+    read as valid, its CRC aside (the CRC was computed over the wrong length)."""
+    spots: list[tuple[str, int, int]] = []  # (what, position of the 2 length digits, declared)
+    for f in fields:
+        if f.tag == "63":
+            break
+        spots.append((f"tag {f.tag}", f.pos + 2, len(f.value)))
+        if _breaks_inside(f):
+            subs, _ = _split(f.value, f.pos + 4, f"tag {f.tag}", [])
+            spots += [(f"tag {f.tag}: sub-tag {x.tag}", x.pos + 2, len(x.value)) for x in subs]
+    token = _HINTING.set(True)
+    try:
+        for what, at, declared in spots:
+            for delta in (1, -1, 2, -2, 3, -3):
+                size = declared + delta
+                if not 0 <= size <= 99:
+                    continue
+                trial = QRParseResult()
+                _parse_payload(payload[:at] + f"{size:02d}" + payload[at + 2 :], trial)
+                if "63" in trial.tags and all(e.startswith("tag 63: CRC is") for e in trial.errors):
+                    return (
+                        f"{what}: the declared length {declared:02d} at position {at} looks wrong: "
+                        f"read as {size:02d}, the rest of the code is whole and valid"
+                    )
+    finally:
+        _HINTING.reset(token)
+    return None
+
+
 def _template(outer: _Field, errors: list[str], warnings: list[str]) -> dict[str, str]:
     """Parse a template field into {sub-tag: value}; report structure and duplicate problems."""
     subs, _ = _split(outer.value, outer.pos + 4, f"tag {outer.tag}", errors)
@@ -325,8 +394,9 @@ def _template(outer: _Field, errors: list[str], warnings: list[str]) -> dict[str
 def _scheme_for_gui(gui: str | None) -> str | None:
     if not gui:
         return None
-    upper = gui.upper()
-    best = max((p for p in _KNOWN_GUIS if upper.startswith(p)), key=len, default=None)
+    if _BAKONG_ACCOUNT.fullmatch(gui):
+        return "KHQR"
+    best = _longest_prefix(_KNOWN_GUIS, gui.upper())
     return _KNOWN_GUIS[best] if best else None
 
 
@@ -365,6 +435,14 @@ def _parse_account(f: _Field, res: QRParseResult) -> None:
     if int(f.tag) <= 25:
         scheme = _CARD_SCHEME_TAGS.get(f.tag, "EMVCo reserved")
         res.accounts.append(MerchantAccount(tag=f.tag, value=f.value, scheme=scheme))
+        return
+    if _split(f.value, f.pos + 4, f"tag {f.tag}", []) == ([], False):
+        # Not sub-fields at all (Peru's Yape puts a bare 32-hex id here): kept whole, as tags 80-99 are.
+        res.warnings.append(
+            f"tag {f.tag}: merchant account is not a template of sub-fields (no globally unique "
+            "identifier, sub-tag 00); kept as one value"
+        )
+        res.accounts.append(MerchantAccount(tag=f.tag, value=f.value))
         return
     subs = _template(f, res.errors, res.warnings)
     gui = subs.pop("00", None)
@@ -445,6 +523,10 @@ def _check_crc(text: str, fields: list[_Field], complete: bool, seen: dict[str, 
         res.warnings.append(f"tag 63: CRC {crc.value} is lowercase; accepted (EMVCo writes {expected})")
 
 
+#: A URI scheme ("https:", "upi:", "qpaywallet:"): a link, which an EMV payload (digits first) never starts with.
+_LINK = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
 def _clean(text: Any, res: QRParseResult) -> str | None:
     """Turn the input into the text to parse, or report why it cannot be."""
     if isinstance(text, bytes | bytearray):
@@ -468,8 +550,21 @@ def _clean(text: Any, res: QRParseResult) -> str | None:
         return None
     for i, ch in enumerate(stripped):
         if 0xD800 <= ord(ch) <= 0xDFFF:
-            res.errors.append(f"position {i}: unpaired surrogate U+{ord(ch):04X} (not valid Unicode)")
-            break
+            res.errors.append(
+                f"position {i}: unpaired surrogate U+{ord(ch):04X} (not valid Unicode: "
+                "bytes that were not UTF-8 were read as text?)"
+            )
+            return None  # every later check (the CRC over UTF-8 bytes) would be wrong
+    link = _LINK.match(stripped)
+    if link:
+        inner = stripped.find("000201")
+        where = (
+            f"; the EMV payload inside starts at position {inner} ('000201...'): give only the payload"
+            if inner > 0
+            else ""
+        )
+        res.errors.append(f"payload is a link ({link.group(0)}...), not an EMV merchant QR payload{where}")
+        return None
     if len(stripped) > MAX_PAYLOAD_CHARS:
         res.warnings.append(f"payload has {len(stripped)} characters; EMVCo allows at most {MAX_PAYLOAD_CHARS}")
     return stripped
@@ -506,6 +601,8 @@ def _parse_fields(seen: dict[str, _Field], res: QRParseResult) -> None:
             res.country = v
             if not re.fullmatch(r"[A-Z]{2}", v):
                 res.errors.append(f"tag 58: country {v!r} is not 2 capital letters (ISO 3166-1 alpha-2)")
+            elif problem := country_problem(v):
+                res.errors.append(f"tag 58: country {v!r} {problem}")
         elif tag in ("59", "60"):
             label, limit = ("merchant name", 25) if tag == "59" else ("merchant city", 15)
             if tag == "59":
@@ -658,6 +755,11 @@ def _parse_payload(payload: str, res: QRParseResult) -> None:
         _check_root_order(fields, seen, res)
     _check_currency_and_tip(seen, complete, res)
     _parse_fields(seen, res)
+    if not _COUNT_BYTES.get() and not _HINTING.get() and (not complete or any(_breaks_inside(f) for f in fields)):
+        # One wrong length garbles every field after it: the length to mend is named first.
+        hint = _length_hint(payload, fields)
+        if hint:
+            res.errors.insert(1 if breaks else 0, hint)
     if not complete:
         return  # the checks below would only repeat that the payload is cut short
     if not res.accounts:
@@ -721,8 +823,8 @@ def _account_tlv(acc: MerchantAccount | Mapping[str, Any], free: list[str]) -> t
         except TypeError as exc:
             raise InvalidInput(f"merchant account {dict(acc)!r}: use the keys tag, gui, fields, value") from exc
     if a.value is not None:
-        if a.tag is None or not re.fullmatch(r"0[2-9]|1[0-9]|2[0-5]", a.tag):
-            raise InvalidInput("a card-scheme account (plain value) needs a tag from 02 to 25")
+        if a.tag is None or not re.fullmatch(r"0[2-9]|[1-4][0-9]|5[01]", a.tag):
+            raise InvalidInput("an account with a plain value needs a tag from 02 to 51")
         _text(a.value, f"account tag {a.tag}", 99)
         return a.tag, _tlv(a.tag, a.value, f"account tag {a.tag}")
     tag = a.tag or (free.pop(0) if free else "")
@@ -771,6 +873,8 @@ def build_qr(
         raise InvalidInput(f"merchant category code {mcc!r} is not 4 digits")
     if not isinstance(country, str) or not re.fullmatch(r"[A-Z]{2}", country):
         raise InvalidInput(f"country {country!r} is not 2 capital letters (ISO 3166-1 alpha-2)")
+    if problem := country_problem(country):
+        raise InvalidInput(f"country {country!r} {problem}")
     poi = point_of_initiation or ("dynamic" if amount is not None else "static")
     poi_code = {"static": "11", "dynamic": "12", "11": "11", "12": "12"}.get(poi)
     if poi_code is None:
