@@ -160,11 +160,50 @@ def test_letters_and_symbols_are_rejected_naming_the_position() -> None:
     assert result.errors == ["PAN contains a letter ('A') at position 19; only digits, spaces and dashes are allowed"]
     assert "position 5" in check_card("4111.1111.1111.1111").errors[0]
     assert check_card("").errors == ["PAN is empty"]
-    assert "non-ASCII digit" in check_card("４111111111111111").errors[0]
+    assert "non-ASCII digit" in check_card("٤111111111111111").errors[0]  # Arabic-Indic: not a card's digit
 
 
 def test_spaces_and_dashes_are_ignored() -> None:
     assert check_card("4111-1111 1111-1111").valid
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "4111\u00a01111\u00a01111\u00a01111",  # no-break spaces (copied from a web page)
+        "4111\u202f1111\u20131111\u20141111",  # narrow no-break space, en and em dashes
+        " 4111 1111 1111 1111\r\n",  # a line end from a reader or a paste
+        "４１１１１１１１１１１１１１１１",  # full-width digits, as a Chinese input method types them
+    ],
+)
+def test_a_card_number_typed_or_pasted_with_unicode_spaces_dashes_or_full_width_digits_is_read(typed: str) -> None:
+    result = check_card(typed, "3012", today=TODAY)
+    assert result.valid and result.masked == "411111******1111", result.errors
+
+
+@pytest.mark.parametrize(
+    ("pan", "brand"),
+    [
+        ("5060666666666666666", "verve"),  # Paystack's Verve test cards
+        ("507850785078507812", "verve"),
+        ("5061460410120223210", "verve"),
+        ("6500020000000003", "verve"),
+        ("6370950000000005", "hiper"),  # Braintree's Hiper test card
+        ("6062826786276634", "hipercard"),
+        ("6362970000457013", "elo"),
+    ],
+)
+def test_national_brands_of_public_test_cards(pan: str, brand: str) -> None:
+    assert check_card(pan).brand == brand
+
+
+@pytest.mark.parametrize(("expiry", "expired"), [("9912", True), ("5001", True), ("4912", False), ("3012", False)])
+def test_a_two_digit_year_is_read_as_emv_reads_it(expiry: str, expired: bool) -> None:
+    from tillvault.host.cardcheck import expiry_problem
+
+    errors = check_card("4111111111111111", expiry, today=TODAY).errors
+    assert bool(errors) == expired and (not expired or "(month 19" in errors[0]), errors
+    assert (expiry_problem(expiry, TODAY) == "card expired") == expired  # the host reads it the same way
 
 
 def test_unknown_brand_is_an_error() -> None:
@@ -240,6 +279,15 @@ def test_masking_never_reveals_the_middle_digits(digits: str) -> None:
     result = check_card(digits, "9913", today=TODAY)
     text = repr(result) + " ".join(result.errors + result.warnings)
     assert digits not in text
+
+
+def test_redact_pans_masks_the_pan_of_track_1_data() -> None:
+    from tillvault.domain.cards import redact_pans
+
+    assert redact_pans("amount '%B4111111111111111^DOE/JOHN^2812101?' is not") == (
+        "amount '%B411111******1111^DOE/JOHN^2812101?' is not"
+    )
+    assert redact_pans("B1234567890123^") == "B1234567890123^"  # not a card: no brand, fails Luhn
 
 
 def test_redact_pans_masks_card_numbers_in_text_and_leaves_other_numbers() -> None:

@@ -25,7 +25,7 @@ def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
 
 
 def test_card_check_json_for_a_valid_card() -> None:
-    code, out = run("card", "check", "4111111111111111", "--expiry", "9912", "--json")
+    code, out = run("card", "check", "4111111111111111", "--expiry", "4912", "--json")
     data = json.loads(out)
     assert code == 0
     assert {"valid", "brand", "masked", "errors"} <= set(data)

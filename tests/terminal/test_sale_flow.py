@@ -164,6 +164,32 @@ def test_retry_with_the_same_idempotency_key_charges_once(
     assert len([x for x in host_ledger.authorizations(t.config.terminal_id) if x.rrn == a.rrn]) == 1
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("operator_id", MASTERCARD, "operator id '555555******4444' is a card number"),
+        ("operator_id", "%B4111111111111111^DOE/JOHN^3012101?", "operator id must be 1-32"),
+        ("idem_key", "378282246310005", "idempotency key '378282*****0005' holds a card number"),
+        ("idem_key", "x" * 129, "idempotency key must be 1-128 printable characters"),
+        ("idem_key", "order\n42", "idempotency key must be 1-128 printable characters"),
+    ],
+)
+def test_a_card_number_in_the_operator_or_idempotency_field_is_refused_and_never_stored(
+    make_terminal: Callable[..., Terminal], field: str, value: str, message: str
+) -> None:
+    # A card swiped or keyed into the wrong field: both fields are kept and listed in clear.
+    t = make_terminal()
+    with pytest.raises(InvalidInput) as caught:
+        t.sale(500, VISA, EXPIRY, **{field: value})
+    assert message in str(caught.value) and "4111111111111111" not in str(caught.value)
+    assert MASTERCARD not in str(caught.value) and "378282246310005" not in str(caught.value)
+    assert t.records.list() == []  # nothing written, nothing sent
+    sale = t.sale(500, VISA, EXPIRY, operator_id="cashier-1", idem_key="order-42")
+    with pytest.raises(InvalidInput, match="card number"):
+        t.void(sale.invoice, idem_key="6011111111111117")
+    assert t.find_transaction(sale.invoice)["status"] == "approved"
+
+
 def test_pending_intent_after_a_crash_is_reversed_not_dropped(
     make_terminal: Callable[..., Terminal], host_ledger: HostLedger
 ) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "check_card",
     "check_expiry",
     "detect_brand",
+    "expiry_year",
     "luhn_check_digit",
     "luhn_ok",
     "mask_pan",
@@ -87,6 +88,7 @@ _UATP = Brand("uatp", "UATP", (15,))
 _INTERPAYMENT = Brand("interpayment", "InterPayment", _lengths(16, 19))
 _INSTAPAYMENT = Brand("instapayment", "InstaPayment", (16,))
 _HIPERCARD = Brand("hipercard", "Hipercard", (16, 19))
+_HIPER = Brand("hiper", "Hiper", (16,))
 _NAPAS = Brand("napas", "NAPAS", (16, 19))
 _BORICA = Brand("borica", "BORICA", (16,))
 _HUMO = Brand("humo", "Humo", (16,))
@@ -152,8 +154,10 @@ _RANGES: list[tuple[str, str, Brand]] = [
     ("651652", "651679", _ELO),
     ("655000", "655019", _ELO),
     ("655021", "655058", _ELO),
-    ("506099", "506198", _VERVE),
-    ("507865", "507964", _VERVE),
+    # Verve: 506099-506198 and 507865-507964 are the published IIN blocks; the issuers' test
+    # cards (and the checks in Nigerian payment libraries) use all of 5060-5061 and 5078-5079.
+    ("5060", "5061", _VERVE),
+    ("5078", "5079", _VERVE),
     ("650002", "650027", _VERVE),
     ("9792", "9792", _TROY),
     ("5019", "5019", _DANKORT),
@@ -164,6 +168,11 @@ _RANGES: list[tuple[str, str, Brand]] = [
     ("384100", "384100", _HIPERCARD),
     ("384140", "384140", _HIPERCARD),
     ("384160", "384160", _HIPERCARD),
+    ("637095", "637095", _HIPER),
+    ("637568", "637568", _HIPER),
+    ("637599", "637599", _HIPER),
+    ("637609", "637609", _HIPER),
+    ("637612", "637612", _HIPER),
     ("9704", "9704", _NAPAS),
     ("9860", "9860", _HUMO),
     ("8600", "8600", _UZCARD),
@@ -242,7 +251,11 @@ def mask_pan(digits: str) -> str:
 
 #: A run of 12-19 digits, single spaces or dashes allowed between them (as a PAN is grouped), that
 #: is not part of a longer token (a UUID, a hex digest, a file name, a path).
-_PAN_LIKE = re.compile(r"(?<![0-9A-Za-z_./-])[0-9](?:[ -]?[0-9]){11,18}(?![0-9A-Za-z_])")
+_PAN_LIKE = re.compile(
+    r"(?<![0-9A-Za-z_./-])[0-9](?:[ -]?[0-9]){11,18}(?![0-9A-Za-z_])"
+    # ... and the PAN of magnetic track 1 ("%B4111...^NAME^YYMM..."), behind its format code B.
+    r"|(?<=B)[0-9]{12,19}(?=\^)"
+)
 
 
 def redact_pans(text: str) -> str:
@@ -267,8 +280,13 @@ def redact_pans(text: str) -> str:
     return _PAN_LIKE.sub(mask, text)
 
 
+#: Dashes a copied card number may be grouped with: hyphen-minus, hyphen to horizontal bar, minus.
+_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+
+
 def normalize_pan(pan: str) -> str:
-    """Strip spaces and dashes from a PAN; return the digits.
+    """Strip spaces and dashes (any Unicode space, the Unicode dashes) from a PAN; full-width
+    digits count as digits. Return the ASCII digits.
 
     :raises CardRejected: the PAN is empty or holds anything but digits, spaces and dashes
         (the message names the character and its position, never the PAN).
@@ -277,10 +295,13 @@ def normalize_pan(pan: str) -> str:
         raise CardRejected(f"PAN must be text, not {type(pan).__name__}")
     digits: list[str] = []
     for pos, ch in enumerate(pan, start=1):
-        if ch in " -\t":
+        if ch.isspace() or ch in _DASHES:  # a no-break space or an en dash from a copied number too
             continue
         if "0" <= ch <= "9":
             digits.append(ch)
+            continue
+        if "\uff10" <= ch <= "\uff19":  # full-width digits, as a Chinese or Japanese input method types them
+            digits.append(chr(ord(ch) - 0xFF10 + 48))
             continue
         if ch.isdigit():
             what = "a non-ASCII digit"
@@ -305,11 +326,18 @@ def _describe_lengths(lengths: tuple[int, ...]) -> str:
     return ", ".join(str(n) for n in lengths[:-1]) + f" or {lengths[-1]}"
 
 
+def expiry_year(yy: str) -> int:
+    """The year of a two-digit expiry year, as EMV reads dates: 00-49 are 2000-2049, 50-99 1950-1999."""
+    n = int(yy)
+    return 2000 + n if n < 50 else 1900 + n
+
+
 def check_expiry(expiry: str, *, today: date | None = None) -> list[str]:
     """Check a card expiry in ``YYMM`` form (ISO 8583 field 14); return the problems found.
 
     A card is valid through the last day of its expiry month: ``2512`` is good on 2025-12-31
-    and expired on 2026-01-01. Years are 20YY.
+    and expired on 2026-01-01. Years are read as EMV reads them (:func:`expiry_year`): 00-49 are
+    20YY, 50-99 are 19YY, so ``9912`` expired in 1999.
 
     :returns: a list of error messages, empty when the expiry is fine.
     """
@@ -320,7 +348,7 @@ def check_expiry(expiry: str, *, today: date | None = None) -> list[str]:
     if not re.fullmatch(r"[0-9]{4}", text):
         shown = text if len(text) <= 8 else text[:8] + "..."
         return [f"expiry {shown!r} must be 4 digits in YYMM form (year then month), like 2712"]
-    year, month = 2000 + int(text[:2]), int(text[2:])
+    year, month = expiry_year(text[:2]), int(text[2:])
     if not 1 <= month <= 12:
         return [f"expiry {text!r}: month {text[2:]} is not 01 to 12 (the form is YYMM)"]
     if (year, month) < (today.year, today.month):

@@ -42,11 +42,12 @@ def pan_problem(pan: str) -> str | None:
 def expiry_problem(expiry: str, today: date) -> str | None:
     """Why a YYMM expiry does not allow a transaction on ``today``, or None.
 
-    A card is valid through the last day of its expiry month.
+    A card is valid through the last day of its expiry month; YY 50-99 are 1950-1999.
     """
     if len(expiry) != 4 or not expiry.isdigit() or not 1 <= int(expiry[2:]) <= 12:
         return f"expiry {expiry!r} is not a valid YYMM date"
-    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
+    yy, month = int(expiry[:2]), int(expiry[2:])
+    year = 2000 + yy if yy < 50 else 1900 + yy  # as EMV reads a two-digit year
     if (year, month) < (today.year, today.month):
         return "card expired"
     return None

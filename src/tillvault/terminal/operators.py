@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tillvault.domain.cards import redact_pans
 from tillvault.errors import InvalidInput, PermissionDenied
 from tillvault.store.encoding import decode
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
@@ -65,6 +66,20 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 RECOVERY_META = "operators_recovery"
 #: Recovery code characters: no 0/O, 1/I/L or U, so it reads back from paper without doubt.
 _RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+
+
+def check_operator_id(operator_id: object) -> None:
+    """Refuse an operator id that is not 1-32 letters, digits, ``_``, ``.`` or ``-``, or that is a
+    card number (it is stored and printed as it is: a card swiped into the operator field must
+    not be).
+
+    :raises InvalidInput: naming the problem (a card number only masked).
+    """
+    shown = redact_pans(str(operator_id))
+    if not isinstance(operator_id, str) or not _ID.fullmatch(operator_id):
+        raise InvalidInput(f"operator id must be 1-32 letters, digits, '_', '.' or '-', got {shown!r}")
+    if shown != operator_id:
+        raise InvalidInput(f"operator id {shown!r} is a card number: give the cashier's id, not a card")
 
 
 def _rank(role: str) -> int:
@@ -172,8 +187,7 @@ class Operators:
         :raises InvalidInput: a bad id, role or PIN, or the operator exists already.
         :raises PermissionDenied: ``by`` is not a manager with that PIN.
         """
-        if not isinstance(operator_id, str) or not _ID.fullmatch(operator_id):
-            raise InvalidInput(f"operator id must be 1-32 letters, digits, '_', '.' or '-', got {operator_id!r}")
+        check_operator_id(operator_id)
         if role not in ROLES:
             raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
         _check_pin(pin)

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tillvault.domain import iso8583 as iso
-from tillvault.domain.cards import card_token, check_card, normalize_pan, require_valid_card
+from tillvault.domain.cards import card_token, check_card, normalize_pan, redact_pans, require_valid_card
 from tillvault.domain.limits import check_limits
 from tillvault.domain.money import currency_info, format_amount
 from tillvault.errors import (
@@ -196,6 +196,7 @@ class SaleFlow:
         :raises TransactionNotFound: no such invoice.
         """
         t = self.t
+        check_request_ids(operator_id, idem_key)
         if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
             self._same_request(existing, idem_key, kind="void", original=invoice)
             return _result_from_row(existing, "repeated request: the original result is returned")
@@ -281,6 +282,7 @@ class SaleFlow:
     ) -> TxResult:
         t = self.t
         cur = t.merchant.currency
+        check_request_ids(operator_id, idem_key)
         if idem_key is not None and (existing := t.find_by_idem_key(idem_key)) is not None:
             self._same_request(existing, idem_key, kind=kind, amount=amount, pan=pan, original=original_invoice)
             return _result_from_row(existing, "repeated request: the original result is returned")
@@ -679,6 +681,32 @@ def _shorten(text: str, width: int) -> str:
 
 def _without_pan(request: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in request.items() if k not in ("2", "14")}
+
+
+#: An idempotency key: the caller's order or request id, kept with the transaction.
+MAX_IDEM_KEY_CHARS = 128
+
+
+def check_request_ids(operator_id: str | None, idem_key: str | None) -> None:
+    """Refuse an operator id or idempotency key that cannot be kept as it is: malformed, too
+    long, or holding a card number (both are stored and listed in clear; a card swiped into
+    the wrong field must not be).
+
+    :raises InvalidInput: naming the field (a card number only masked).
+    """
+    from tillvault.terminal.operators import check_operator_id
+
+    if operator_id is not None:
+        check_operator_id(operator_id)
+    if idem_key is None:
+        return
+    if not isinstance(idem_key, str) or not 1 <= len(idem_key) <= MAX_IDEM_KEY_CHARS or not idem_key.isprintable():
+        raise InvalidInput(f"idempotency key must be 1-{MAX_IDEM_KEY_CHARS} printable characters")
+    shown = redact_pans(idem_key)
+    if shown != idem_key:
+        raise InvalidInput(
+            f"idempotency key {shown!r} holds a card number: use the order or request id, never card data"
+        )
 
 
 def _strip_pan(extra: dict[str, Any] | None) -> dict[str, Any] | None:
