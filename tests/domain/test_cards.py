@@ -288,6 +288,9 @@ def test_redact_pans_masks_the_pan_of_track_1_data() -> None:
         "amount '%B411111******1111^DOE/JOHN^2812101?' is not"
     )
     assert redact_pans("B1234567890123^") == "B1234567890123^"  # not a card: no brand, fails Luhn
+    assert redact_pans("archive folder /x/4539578763621486 is missing") == (
+        "archive folder /x/453957******1486 is missing"
+    )
 
 
 def test_redact_pans_masks_card_numbers_in_text_and_leaves_other_numbers() -> None:

@@ -93,3 +93,44 @@ def test_sim_same_seed_same_numbers() -> None:
     assert a.timeline == b.timeline
     c = run_scenario(Scenario(**{**sc.__dict__, "seed": 100}))
     assert c.figures["sales_attempted"] != a.figures["sales_attempted"]
+
+
+def test_the_folder_of_a_killed_simulation_with_its_keys_is_removed_by_the_next_runs_clean_up() -> None:
+    import signal
+    import time
+
+    from tillvault.sim.simulate import ram_dir, remove_abandoned_workdirs
+
+    parent = ram_dir() or Path(__import__("tempfile").gettempdir())
+    before = set(parent.glob("tillvault-sim-*"))
+    proc = subprocess.Popen(
+        [*TV, "simulate", "--days", "3", "--per-day", "400", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        mine: set[Path] = set()
+        while time.monotonic() < deadline and not any((d / "keyring").exists() for d in mine):
+            time.sleep(0.2)
+            mine = {d for d in set(parent.glob("tillvault-sim-*")) - before if (d / "owner.pid").exists()}
+        assert mine, "the simulation made no folder"
+        time.sleep(1.0)  # well into the run
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert all(d.exists() for d in mine)  # SIGKILL: no chance to clean up
+    (kept_dir := parent / f"tillvault-sim-kept-{os.getpid()}").mkdir()  # no owner file: not judged
+    try:
+        alive = parent / f"tillvault-sim-alive-{os.getpid()}"
+        alive.mkdir()
+        (alive / "owner.pid").write_text(f"{os.getpid()}\n")  # a run still going
+        removed = remove_abandoned_workdirs(parent)
+        assert mine <= set(removed) and not any(d.exists() for d in mine)
+        assert alive.exists() and kept_dir.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(kept_dir, ignore_errors=True)

@@ -250,9 +250,10 @@ def mask_pan(digits: str) -> str:
 
 
 #: A run of 12-19 digits, single spaces or dashes allowed between them (as a PAN is grouped), that
-#: is not part of a longer token (a UUID, a hex digest, a file name, a path).
+#: is not part of a longer token (a UUID, a hex digest, a file name); a whole path component is
+#: masked (a card number typed as a folder name is echoed in the error that names the folder).
 _PAN_LIKE = re.compile(
-    r"(?<![0-9A-Za-z_./-])[0-9](?:[ -]?[0-9]){11,18}(?![0-9A-Za-z_])"
+    r"(?<![0-9A-Za-z_.-])[0-9](?:[ -]?[0-9]){11,18}(?![0-9A-Za-z_])"
     # ... and the PAN of magnetic track 1 ("%B4111...^NAME^YYMM..."), behind its format code B.
     r"|(?<=B)[0-9]{12,19}(?=\^)"
 )

@@ -268,6 +268,33 @@ def ram_dir() -> Path | None:
     return None
 
 
+_WORKDIR_PREFIX = "tillvault-sim-"
+_OWNER_FILE = "owner.pid"
+
+
+def remove_abandoned_workdirs(parent: Path) -> list[Path]:
+    """Remove the temporary folders of simulations that were killed (SIGKILL leaves no chance
+    to clean up): those whose owner process is gone. Returns what was removed.
+
+    A run's folder holds its synthetic cards, encrypted, and the key ring of the run beside
+    them: it must not outlive the run.
+    """
+    removed: list[Path] = []
+    for folder in parent.glob(_WORKDIR_PREFIX + "*"):
+        try:
+            pid = int((folder / _OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner file: kept with --keep, or being created)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except PermissionError:
+            pass  # alive, another user's
+    return removed
+
+
 @dataclass
 class _Counts:
     tv: Counter[str] = field(default_factory=Counter)
@@ -289,7 +316,13 @@ class Simulation:
         self.sc = scenario
         self.stop = stop
         self.keep = keep or workdir is not None
-        self.base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tillvault-sim-", dir=ram_dir()))
+        if workdir:
+            self.base = Path(workdir)
+        else:
+            parent = ram_dir() or Path(tempfile.gettempdir())
+            remove_abandoned_workdirs(parent)
+            self.base = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX, dir=parent))
+            (self.base / _OWNER_FILE).write_text(f"{os.getpid()}\n")  # until the run ends (see below)
         self.base.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.profile = scenario.profile()
@@ -901,6 +934,8 @@ class Simulation:
                 self._cores.release()
             if not self.keep:
                 shutil.rmtree(self.base, ignore_errors=True)
+            else:  # kept on purpose: no longer a killed run's leftover
+                (self.base / _OWNER_FILE).unlink(missing_ok=True)
         elapsed = wall.perf_counter() - self._started
         figures["timing"] = {
             "wall_seconds": round(elapsed, 2),
