@@ -56,7 +56,7 @@ def run_demo(
     """
     from dataclasses import replace
 
-    from tillvault.cli.sim import run_and_report, side_by_side
+    from tillvault.cli.sim import check_output_path, run_and_report, side_by_side
 
     scenario = DEMO_SCENARIO
     changes: dict[str, Any] = {}
@@ -72,6 +72,7 @@ def run_demo(
     quiet = console is None
     out = console or Console(quiet=True)
     report = report or default_report_path()
+    check_output_path(report, "--report")
     if not quiet:
         surge_day = scenario.surge_indexes()[0] if scenario.surge_indexes() else "-"
         out.print(

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tillvault.sim.simulate import Outage, Scenario, run_scenario
 
 TV = [sys.executable, "-c", "from tillvault.cli.main import main; main()"]
@@ -55,6 +57,35 @@ def test_sim_cli_rejects_bad_options() -> None:
     assert out["ok"] is False and "DAY[@HH[:MM]][+DURATION]" in out["reason"]
     _, _, _, err = tv("simulate", "--capacity", "lots", ok=(2,))
     assert "not a size" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device-b-fails-on", "10"], "--device-b-fails-on must be 0 to 1"),
+        (["--surge", "0"], "--surge must be 1 (no surge) to 100, got 0"),
+        (["--surge", "inf"], "--surge must be 1 (no surge) to 100, got inf"),
+        (["--surge-day", "5"], "--surge-day must be 0 to 1"),
+        (["--outage", "5"], "--outage starts on day 5"),
+        (["--outage", "99999999999999999999"], "is beyond any run"),
+        (["--outage", "0@10:75"], "the minute must be below 60"),
+        (["--settlement-outage", "3@20:00"], "--settlement-outage starts on day 3"),
+        (["--per-day", "100000000"], "--per-day must be 0 to 100,000"),
+        (["--report", "/proc/no/such/report.html"], "--report /proc/no/such/report.html cannot be written"),
+    ],
+)
+def test_an_impossible_scenario_is_refused_before_it_runs_naming_the_option(args: list[str], message: str) -> None:
+    _, out, _, err = tv("simulate", "--days", "2", "--per-day", "5", *args, "--json", ok=(2,), timeout=60)
+    assert out["ok"] is False and message in out["reason"], out
+    assert "Traceback" not in err
+
+
+def test_a_report_path_that_is_a_folder_or_under_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    _, _, _, err = tv("simulate", "--days", "1", "--per-day", "5", "--report", str(tmp_path), ok=(2,), timeout=60)
+    assert f"--report {tmp_path} is a folder" in err
+    _, _, _, err = tv("demo", "--report", str(tmp_path / "afile" / "r.html"), ok=(2,), timeout=60)
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err
 
 
 def test_sim_cli_demo_short(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tillvault.errors import InvalidInput
 from tillvault.sim.baseline import ORDERS_FILE, NaiveStore
 from tillvault.sim.clock import SharedClockReader, SimClock
 from tillvault.sim.simulate import Outage, Scenario, seeded_keyring
@@ -32,7 +33,9 @@ def test_sim_scenario_defaults() -> None:
     sc = Scenario()
     assert sc.surge_indexes() == (10,)
     assert Scenario(surge=1).surge_indexes() == ()
-    assert Scenario(days=5, surge_days=(1, 9)).surge_indexes() == (1,)
+    assert Scenario(days=5, surge_days=(1, 4)).surge_indexes() == (1, 4)
+    with pytest.raises(InvalidInput, match="--surge-day must be 0 to 4"):
+        Scenario(days=5, surge_days=(1, 9))  # a day the run does not have is refused, not dropped
     assert sc.capacity_bytes() == 24 * 1024 * 1024
     assert sc.update_size() == int(20_000_000 * 24 / 64)
     assert sc.update_index() == 15

@@ -196,3 +196,16 @@ def test_a_young_nightly_cycle_waits_for_data_instead_of_counting_the_days_rise(
     samples = _nightly(3)
     fc = forecast_runway(samples, 20_000_000, now=2 * DAY_S + 23 * 3600)
     assert fc.runway_days is None and fc.reason is not None and "at least" in fc.reason
+
+
+def test_after_todays_close_its_rise_is_not_still_to_come() -> None:
+    # The same saw-tooth, forecast just after the close: the day's 3 MB rise has come and gone,
+    # so the whole free space is runway (before, the rise was taken off again: 0 days on a
+    # store with less free space than a day's rise, although the next day fitted).
+    samples = _nightly(20)
+    now = 19 * DAY_S + 23 * 3600 + 60
+    fc = forecast_runway([s for s in samples if s[0] <= now], 2_500_000, now=now)
+    assert fc.runway_days == pytest.approx(2_500_000 / 100_000, rel=0.08)
+    midday = 19 * DAY_S + 12 * 3600
+    before_close = forecast_runway([s for s in samples if s[0] <= midday], 2_500_000, now=midday)
+    assert before_close.runway_days is not None and before_close.runway_days < 10  # the rise still ahead counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,7 +71,7 @@ def side_by_side(figures: dict[str, Any], title: str) -> Table:
         table.add_row(label, cell(tv, unit), cell(naive, unit))
     other = sum(figures.get("refused_other", {}).values())
     if other:
-        table.add_row("refused for other reasons (card, limits, batch full offline)", f"{other:,}", "-")
+        table.add_row("refused for other reasons (card, limits, a full batch that cannot settle)", f"{other:,}", "-")
     return table
 
 
@@ -156,23 +157,30 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), as_json=as_json, code=2)
         if host_mode not in ("thread", "process"):
             fail("--host-mode must be thread or process", as_json=as_json, code=2)
-        scenario = Scenario(
-            days=days,
-            per_day=per_day,
-            surge=surge,
-            surge_days=tuple(surge_day) if surge_day else None,
-            capacity=capacity,
-            outages=outages,
-            settlement_outages=settlement_outages,
-            device_b_fails_on=device_b_fails_on,
-            seed=REFERENCE_SEED if seed is None else seed,
-            ageing=ageing,
-            archive_error_rate=archive_errors,
-            batch_max=batch_max,
-            host_mode=host_mode,
-            baseline=baseline,
-            pin_core=one_core,
+        scenario = guarded(
+            lambda: Scenario(
+                days=days,
+                per_day=per_day,
+                surge=surge,
+                surge_days=tuple(surge_day) if surge_day else None,
+                capacity=capacity,
+                outages=outages,
+                settlement_outages=settlement_outages,
+                device_b_fails_on=device_b_fails_on,
+                seed=REFERENCE_SEED if seed is None else seed,
+                ageing=ageing,
+                archive_error_rate=archive_errors,
+                batch_max=batch_max,
+                host_mode=host_mode,
+                baseline=baseline,
+                pin_core=one_core,
+            ),
+            as_json=as_json,
         )
+        if report is not None:
+            guarded(lambda: check_output_path(report, "--report"), as_json=as_json)
+        if png is not None:
+            guarded(lambda: check_output_path(png, "--png", folder=True), as_json=as_json)
         figures = guarded(
             lambda: run_and_report(scenario, report=report, png=png, workdir=workdir, quiet=as_json), as_json=as_json
         )
@@ -187,6 +195,28 @@ def register(app: typer.Typer) -> None:
         problems = invariant_problems(figures)
         if problems:
             fail("; ".join(problems), as_json=False, code=1)
+
+
+def check_output_path(path: Path, option: str, *, folder: bool = False) -> None:
+    """Make sure ``path`` (a file, or with ``folder`` a folder) can be written before a run that
+    takes minutes, creating missing parent folders as the writer would.
+
+    :raises InvalidInput: naming the option and why (a folder where a file goes, a parent that
+        is a file, no permission).
+    """
+    from tillvault.errors import InvalidInput
+
+    target = path if folder else path.parent
+    try:
+        if not folder and path.is_dir():
+            raise InvalidInput(f"{option} {path} is a folder; give a file name (e.g. {path / 'report.html'})")
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".tillvault-write-check-"):
+            pass
+    except OSError as exc:
+        blocker = next((p for p in (target, *target.parents) if p.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else exc.strerror or str(exc)
+        raise InvalidInput(f"{option} {path} cannot be written: {why}") from None
 
 
 def run_and_report(

@@ -36,6 +36,7 @@ indexes) and the ports whose addresses end up in journalled reasons all derive f
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import re
@@ -51,7 +52,7 @@ from typing import Any
 
 from tillvault.domain import iso8583 as iso
 from tillvault.domain.cards import mask_pan
-from tillvault.errors import SettlementError, StorageError, TillVaultError
+from tillvault.errors import InvalidInput, SettlementError, StorageError, TillVaultError
 from tillvault.sim.baseline import NaiveStore
 from tillvault.sim.clock import SimClock
 from tillvault.sim.cores import CorePin
@@ -87,6 +88,12 @@ _OUTAGE = re.compile(r"^(\d+)(?:@(\d{1,2})(?::(\d{2}))?)?(?:\+(.+))?$")
 
 
 # -- the scenario ---------------------------------------------------------------------------------
+#: Bounds of a run: ten years, a hypermarket's day, a hundredfold surge.
+MAX_DAYS = 3650
+MAX_PER_DAY = 100_000
+MAX_SURGE = 100.0
+
+
 @dataclass(frozen=True)
 class Outage:
     """The network is down from ``day`` (index, 0 = first day) at ``start_hour`` for ``hours``."""
@@ -108,9 +115,13 @@ class Outage:
         if not m:
             raise ValueError(f"outage {text!r} must be DAY[@HH[:MM]][+DURATION], e.g. 12+2d or 5@11:00+6h")
         day, hh, mm, dur = m.groups()
-        start = int(hh or 0) + int(mm or 0) / 60
-        if start >= 24:
+        if len(day) > 5:
+            raise ValueError(f"outage {text!r}: day {day} is beyond any run ({MAX_DAYS:,} days at most)")
+        if int(hh or 0) >= 24:
             raise ValueError(f"outage {text!r}: the hour must be below 24")
+        if int(mm or 0) >= 60:
+            raise ValueError(f"outage {text!r}: the minute must be below 60")
+        start = int(hh or 0) + int(mm or 0) / 60
         hours = 24.0
         if dur:
             d = _DURATION.match(dur.strip())
@@ -118,8 +129,8 @@ class Outage:
                 raise ValueError(f"outage {text!r}: duration must be like 2d, 6h or 90m")
             value, unit = float(d.group(1)), d.group(2)
             hours = value * {"d": 24.0, "h": 1.0, "m": 1 / 60}[unit]
-        if hours <= 0:
-            raise ValueError(f"outage {text!r}: the duration must be positive")
+        if not 0 < hours <= MAX_DAYS * 24:
+            raise ValueError(f"outage {text!r}: the duration must be positive and at most {MAX_DAYS:,} days")
         return cls(int(day), start, hours)
 
     def window(self, start: date) -> tuple[datetime, datetime]:
@@ -188,6 +199,32 @@ class Scenario:
     #: Keep the simulation's threads on one CPU, the idlest (:mod:`tillvault.sim.cores`): where it
     #: runs, never what it computes.
     pin_core: bool = True
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise InvalidInput("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What makes this scenario impossible to run as asked (each names its option), or []."""
+        out = []
+        if not 1 <= self.days <= MAX_DAYS:
+            out.append(f"--days must be 1 to {MAX_DAYS:,}, got {self.days}")
+        if not 0 <= self.per_day <= MAX_PER_DAY:
+            out.append(f"--per-day must be 0 to {MAX_PER_DAY:,} (sales a weekday), got {self.per_day}")
+        if not (math.isfinite(self.surge) and 1 <= self.surge <= MAX_SURGE):
+            out.append(f"--surge must be 1 (no surge) to {MAX_SURGE:g}, got {self.surge:g}")
+        last = f"0 to {self.days - 1} (days count from 0 in a {self.days}-day run)"
+        for d in self.surge_days or ():
+            if not 0 <= d < self.days:
+                out.append(f"--surge-day must be {last}, got {d}")
+        for option, windows in (("--outage", self.outages), ("--settlement-outage", self.settlement_outages)):
+            for o in windows:
+                if not 0 <= o.day < self.days:
+                    out.append(f"{option} starts on day {o.day}; it must start on day {last}")
+        if self.device_b_fails_on is not None and not 0 <= self.device_b_fails_on < self.days:
+            out.append(f"--device-b-fails-on must be {last}, got {self.device_b_fails_on}")
+        return out
 
     def surge_indexes(self) -> tuple[int, ...]:
         """The surge days in force."""
@@ -665,7 +702,7 @@ class Simulation:
                     self.first_space_refusal = self.clock()
                     self._event(self.clock(), "refusal", f"first {kind} refused for space, before authorization")
             elif res.reason.startswith("the batch is full"):
-                refusals["batch_full_host_unreachable"] += 1
+                refusals["batch_full_settlement_impossible"] += 1  # host, or its settlement, down
             elif "limit" in res.reason:
                 refusals["limits"] += 1
             else:

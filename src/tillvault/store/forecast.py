@@ -197,13 +197,7 @@ def _daily_cycle(
     if len(days) < 2:
         return None  # (from two days on: a young cyclic vault gets "not enough data", not its rises as growth)
     ordered = sorted(days)
-    dropping = 0
-    for day in ordered:
-        values = days[day]
-        rise = max(values) - values[0]
-        fall = max(values) - values[-1]
-        if rise > 0 and fall >= 0.5 * rise:
-            dropping += 1
+    dropping = sum(1 for day in ordered if _closed(days[day]))
     if dropping < 0.6 * len(ordered):
         return None
     rates: list[tuple[int, float]] = []
@@ -220,8 +214,17 @@ def _daily_cycle(
             rates.append((day, float(growth)))
     amplitudes = [max(days[d]) - min(days[d]) for d in ordered[-8:-1]]
     today = days[ordered[-1]]
-    still_to_rise = max(0.0, _median([float(a) for a in amplitudes]) - (today[-1] - min(today)))
+    if _closed(today):
+        still_to_rise = 0.0  # today's close is behind it: its rise is over, not still to come
+    else:
+        still_to_rise = max(0.0, _median([float(a) for a in amplitudes]) - (today[-1] - min(today)))
     return rates, resets, still_to_rise
+
+
+def _closed(values: list[int]) -> bool:
+    """Whether a day's samples rose and then fell back by at least half the rise (its close ran)."""
+    rise = max(values) - values[0]
+    return rise > 0 and max(values) - values[-1] >= 0.5 * rise
 
 
 def _level(values: list[int]) -> int:
