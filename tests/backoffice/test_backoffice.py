@@ -68,10 +68,11 @@ def dsn() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _serve(dsn: str, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def _serve(dsn: str, tls: tuple[Path, Path] | None = None, *, wait_s: float = 5.0) -> Iterator[str]:
     """The back office served by uvicorn on a free local port (https with ``tls``); its base URL."""
-    store = FleetStore(dsn)
-    store.migrate()
+    store = FleetStore(dsn, wait_s=wait_s)
+    with contextlib.suppress(psycopg.OperationalError):  # (a test of a database that is down)
+        store.migrate()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -316,7 +317,7 @@ def test_old_months_of_reports_are_dropped_whole_and_the_fleet_stays(
         latest["terminal_id"] == "TVFLEET1"
         and latest["business_date"].isoformat() == health_report(roomy)["business_date"]
     )
-    assert len(store.history("TVFLEET1", days=10_000)) == 1, "the old month is gone, this month is whole"
+    assert len(store.history("TVFLEET1", days=3660)) == 1, "the old month is gone, this month is whole"
 
 
 @pytest.mark.parametrize(
@@ -582,3 +583,120 @@ def test_no_proxy_sees_the_token_and_a_bad_ca_file_is_named(
         waiter.join(timeout=6)
         fleet._opener.cache_clear()
     assert seen == [], "the http proxy never saw a request (nor the token)"
+
+
+def test_a_whole_fleet_reporting_at_once_in_a_new_month_loses_no_report(dsn: str, terminals: list[Terminal]) -> None:
+    # Just after midnight on the 1st every terminal makes the month's partition at the same moment.
+    store = FleetStore(dsn, pool_size=16)
+    store.migrate()
+    base = health_report(terminals[0])
+    errors: list[BaseException] = []
+    stored: list[bool] = []
+
+    def send(i: int) -> None:
+        try:
+            stored.append(store.ingest({**base, "terminal_id": f"TVRUSH{i:02d}"}))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    store.close()
+    assert errors == [] and stored == [True] * 16
+
+
+def test_a_report_from_the_future_a_replay_or_a_skewed_clock_cannot_hide_a_terminal(
+    service: str, terminals: list[Terminal]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    roomy, _ = terminals
+    now = datetime.now(UTC)
+    report = {**health_report(roomy), "merchant": "New Name Ltd"}
+    future = {**report, "reported_at": "2999-12-31T00:00:00+00:00", "business_date": "2999-12-31"}
+    code, answer = _post(service + "/api/v1/health", future)
+    assert code == 422 and "in the future" in answer["detail"]
+    # A clock seven hours behind: its reports are live, not "silent".
+    behind = now - timedelta(hours=7)
+    skewed = {**report, "reported_at": behind.isoformat(), "business_date": behind.date().isoformat()}
+    assert _post(service + "/api/v1/health", skewed)[0] == 200
+    # An old report replayed later, and one without the merchant, leave the newest name.
+    old = now - timedelta(days=1)
+    replay = {**report, "merchant": "Old Name Ltd", "reported_at": old.isoformat()}
+    replay["business_date"] = old.date().isoformat()
+    assert _post(service + "/api/v1/health", replay)[0] == 200
+    assert _post(service + "/api/v1/health", {k: v for k, v in skewed.items() if k != "merchant"})[0] == 200
+    _, fleet = _get(service + "/api/v1/fleet")
+    row = next(r for r in fleet if r["terminal_id"] == roomy.config.terminal_id)
+    assert row["merchant"] == "New Name Ltd" and row["silent"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"terminal_id": "T\u0000X"}, "'terminal_id'"),
+        ({"merchant": "Kedai\u0000"}, "'merchant' contains the control character U+0000"),
+        ({"alerts": 5}, "'alerts' must be a list"),
+        ({"alerts": [{"message": "a\u0000b"}]}, "'alerts[0].message'"),
+        ({"runway_days": -5}, "'runway_days'"),
+        ({"free_bytes": 2**62}, "'free_bytes'"),
+    ],
+)
+def test_a_malformed_report_is_refused_naming_the_field_never_a_server_error(
+    service: str, terminals: list[Terminal], change: dict[str, Any], named: str
+) -> None:
+    code, answer = _post(service + "/api/v1/health", {**health_report(terminals[0]), **change})
+    assert code == 422 and named in answer["detail"], answer
+
+
+def test_nan_infinite_or_deep_json_and_absurd_history_are_refused_not_a_500(
+    service: str, terminals: list[Terminal]
+) -> None:
+    body = json.dumps(health_report(terminals[0]))
+    for raw, expected in (
+        (body[:-1] + ', "runway_days": NaN}', 422),
+        (body[:-1] + ', "runway_days": 1e400}', 422),
+        ("[" * 60000, 400),
+    ):
+        request = urllib.request.Request(
+            service + "/api/v1/health",
+            data=raw.encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        refused.value.close()
+        assert refused.value.code == expected, raw[:80]
+    for days in ("100000000", "99999999999999999999", "0"):
+        assert _get(service + f"/api/v1/terminals/TVFLEET1/history?days={days}")[0] == 422
+
+
+def test_the_fleet_api_pages_most_at_risk_first(service: str, terminals: list[Terminal]) -> None:
+    base = health_report(terminals[0])
+    for i, pressure in enumerate(["normal", "critical", "watch"]):
+        report = {**base, "terminal_id": f"TVPAGE{i:02d}", "pressure": pressure}
+        assert _post(service + "/api/v1/health", report)[0] == 200
+    request = urllib.request.Request(service + "/api/v1/fleet?limit=2", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        first, total = json.loads(r.read()), r.headers["X-Total-Count"]
+    assert total == "3" and [x["pressure"] for x in first] == ["critical", "watch"]
+    _, rest = _get(service + "/api/v1/fleet?limit=2&offset=2")
+    assert [x["pressure"] for x in rest] == ["normal"]
+    assert _get(service + "/api/v1/fleet?limit=0")[0] == 422
+
+
+def test_a_database_that_is_down_is_a_503_and_the_terminal_keeps_its_report_for_later(
+    terminals: list[Terminal],
+) -> None:
+    with socket.socket() as s:  # a port where no PostgreSQL listens
+        s.bind(("127.0.0.1", 0))
+        dead = f"postgresql://postgres@127.0.0.1:{s.getsockname()[1]}/test"
+    with _serve(dead, wait_s=1.0) as url:
+        code, answer = _post(url + "/api/v1/health", health_report(terminals[0]))
+        assert code == 503 and "database cannot be reached" in answer["detail"]
+        with pytest.raises(HostUnavailable, match="cannot take reports now \\(503\\)"):
+            send_health(terminals[0], url, TOKEN)

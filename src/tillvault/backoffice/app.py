@@ -14,14 +14,17 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from psycopg_pool import PoolTimeout
 
 from tillvault.backoffice.store import SEGMENT_NAME, TERMINAL_TOKEN, FleetStore
 from tillvault.errors import InvalidInput
@@ -30,6 +33,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: The largest health report and sealed segment taken (a segment holds one batch: well under this).
 MAX_REPORT_BYTES = 64 * 1024
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+#: Terminals on the dashboard (most at risk first) and the largest page of the fleet API.
+DASHBOARD_ROWS = 500
+MAX_FLEET_PAGE = 10_000
 
 
 def _given_token(request: Request) -> str:
@@ -74,7 +80,12 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         request.state.terminal = None
         if given and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
             return await call_next(request)  # the fleet token: everything
-        terminal = await run_in_threadpool(store.terminal_for_token, given) if TERMINAL_TOKEN.fullmatch(given) else None
+        try:
+            terminal = (
+                await run_in_threadpool(store.terminal_for_token, given) if TERMINAL_TOKEN.fullmatch(given) else None
+            )
+        except (PoolTimeout, psycopg.OperationalError):
+            return _database_down()
         if terminal is None:
             return JSONResponse(
                 {"error": "the token is missing or wrong (the fleet token, or a terminal's own)"},
@@ -94,8 +105,8 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         body = await _bounded_body(request, MAX_REPORT_BYTES)
         try:
             report = json.loads(body)
-        except ValueError:
-            raise HTTPException(status_code=400, detail="the body is not JSON") from None
+        except (ValueError, RecursionError):
+            raise HTTPException(status_code=400, detail="the body is not JSON (or is nested too deep)") from None
         _may(request, report.get("terminal_id") if isinstance(report, dict) else None)
         try:  # PostgreSQL is called off the event loop: a slow database stalls this request only
             stored = await run_in_threadpool(store.ingest, report)
@@ -108,7 +119,9 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         if not SEGMENT_NAME.fullmatch(name):  # refused before a byte of the body is read
             raise HTTPException(status_code=422, detail=f"{name!r} is not a segment file name")
         _may(request, terminal_id)
-        digest = request.headers.get("x-digest", "")
+        digest = request.headers.get("x-digest", "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise HTTPException(status_code=422, detail="the X-Digest header (the segment's SHA-256, hex) is missing")
         data = await _bounded_body(request, MAX_SEGMENT_BYTES)
         try:
             stored = await run_in_threadpool(store.put_segment, terminal_id, name, digest, data)
@@ -131,21 +144,44 @@ def create_app(store: FleetStore, token: str) -> FastAPI:
         )
 
     @app.get("/api/v1/fleet")
-    def fleet() -> list[dict[str, Any]]:
-        return [_jsonable(r) for r in store.fleet()]
+    def fleet(response: Response, limit: int = MAX_FLEET_PAGE, offset: int = 0) -> list[dict[str, Any]]:
+        if not 1 <= limit <= MAX_FLEET_PAGE or offset < 0:
+            raise HTTPException(status_code=422, detail=f"limit must be 1 to {MAX_FLEET_PAGE:,} and offset 0 or more")
+        rows = store.fleet()
+        response.headers["X-Total-Count"] = str(len(rows))  # most at risk first: page on with offset
+        return [_jsonable(r) for r in rows[offset : offset + limit]]
 
     @app.get("/api/v1/terminals/{terminal_id}/history")
     def history(terminal_id: str, days: int = 30) -> list[dict[str, Any]]:
-        return [_jsonable(r) for r in store.history(terminal_id, days=days)]
+        try:
+            return [_jsonable(r) for r in store.history(terminal_id, days=days)]
+        except InvalidInput as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @app.get("/", response_class=HTMLResponse)
     def dashboard() -> str:
         now = datetime.now(UTC)
         rows = store.fleet(now=now)
         at_risk = [r for r in rows if r["pressure"] in ("high", "critical", "exhausted") or r["silent"]]
-        return env.get_template("dashboard.html").render(rows=rows, at_risk=len(at_risk), now=now, mib=1024 * 1024)
+        return env.get_template("dashboard.html").render(
+            rows=rows, shown=DASHBOARD_ROWS, at_risk=len(at_risk), now=now, mib=1024 * 1024
+        )
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        return _database_down()
 
     return app
+
+
+def _database_down() -> JSONResponse:
+    """503: not the request's fault; the terminal keeps its report and sends it again later."""
+    return JSONResponse(
+        {"detail": "the back office's database cannot be reached now; try again later"},
+        status_code=503,
+        headers={"Retry-After": "60"},
+    )
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -34,6 +35,14 @@ from psycopg_pool import ConnectionPool
 from tillvault.errors import InvalidInput
 
 PRESSURES = ("normal", "watch", "high", "critical", "exhausted")
+#: The advisory lock class under which a month's partition is made.
+_PARTITION_LOCK = 0x7476  # "tv"
+#: How far ahead of the back office's clock a report may be dated (clock drift), and how far its
+#: business date may be from its report time (time zones, a close just after midnight).
+MAX_CLOCK_AHEAD = timedelta(minutes=15)
+MAX_DATE_SKEW_DAYS = 2
+#: Longest text taken in a report (a merchant name, an alert message).
+MAX_TEXT = 500
 #: A terminal that has not reported for this long is shown as silent.
 SILENT_AFTER = timedelta(hours=6)
 
@@ -149,6 +158,9 @@ class FleetStore:
         if name in self._months:
             return name
         end = (start + timedelta(days=32)).replace(day=1)
+        # Two requests making the same month's partition at once would both pass IF NOT EXISTS and
+        # one would fail (a whole fleet reports just after midnight on the 1st): one at a time.
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_PARTITION_LOCK, start.year * 12 + start.month))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF health_reports "
             f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
@@ -172,7 +184,10 @@ class FleetStore:
         """The terminal's row and the report, in the caller's transaction; False for a retry."""
         conn.execute(
             "INSERT INTO terminals (terminal_id, merchant, first_seen, last_seen) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (terminal_id) DO UPDATE SET merchant = EXCLUDED.merchant, "
+            # The merchant as the newest report names it: a replayed old report or one without it
+            # changes nothing.
+            "ON CONFLICT (terminal_id) DO UPDATE SET merchant = CASE WHEN EXCLUDED.last_seen >= terminals.last_seen "
+            "THEN coalesce(EXCLUDED.merchant, terminals.merchant) ELSE terminals.merchant END, "
             "last_seen = greatest(terminals.last_seen, EXCLUDED.last_seen)",
             (row["terminal_id"], row["merchant"], row["reported_at"], row["reported_at"]),
         )
@@ -237,8 +252,10 @@ class FleetStore:
             ).fetchall()
         out = []
         for r in rows:
-            r = dict(r)
-            r["silent"] = now - r["reported_at"] > SILENT_AFTER
+            # In UTC, as the dashboard says, whatever time zone the database server is set to.
+            r = {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in r.items()}
+            # Silence by the back office's clock (when the report came), not the terminal's.
+            r["silent"] = now - r["received_at"] > SILENT_AFTER
             r["used_fraction"] = r["used_bytes"] / r["capacity_bytes"] if r["capacity_bytes"] else 0.0
             out.append(r)
         out.sort(
@@ -324,7 +341,12 @@ class FleetStore:
         return dropped
 
     def history(self, terminal_id: str, *, days: int = 30) -> list[dict[str, Any]]:
-        """A terminal's reports of the last ``days`` business days, oldest first."""
+        """A terminal's reports of the last ``days`` business days, oldest first.
+
+        :raises InvalidInput: ``days`` is not 1 to 3,660.
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
+            raise InvalidInput(f"days must be 1 to 3,660, got {days!r}")
         with self.connect() as conn:
             return list(
                 conn.execute(
@@ -350,8 +372,8 @@ def _validated(report: dict[str, Any]) -> dict[str, Any]:
         return value
 
     terminal_id = need("terminal_id", str)
-    if not 1 <= len(terminal_id) <= 16:
-        raise InvalidInput("health report field 'terminal_id' must be 1-16 characters")
+    if not TERMINAL_ID.fullmatch(terminal_id):
+        raise InvalidInput("health report field 'terminal_id' must be 1-16 letters, digits, space . _ -")
     try:
         reported_at = datetime.fromisoformat(need("reported_at", str))
         business_date = date.fromisoformat(need("business_date", str))
@@ -362,19 +384,29 @@ def _validated(report: dict[str, Any]) -> dict[str, Any]:
     pressure = need("pressure", str)
     if pressure not in PRESSURES:
         raise InvalidInput(f"health report field 'pressure' must be one of {', '.join(PRESSURES)}")
+    runway = need("runway_days", (int, float), optional=True)
+    if runway is not None:
+        try:
+            runway = float(runway)
+        except OverflowError:
+            runway = math.inf
+        if not (math.isfinite(runway) and 0 <= runway <= 1e6):
+            raise InvalidInput("health report field 'runway_days' must be a number of days from 0 to 1,000,000")
+    alerts = report.get("alerts")
+    if alerts is None:
+        alerts = []
+    if not isinstance(alerts, list) or len(alerts) > 100 or not all(isinstance(a, dict) for a in alerts):
+        raise InvalidInput("health report field 'alerts' must be a list of at most 100 objects")
     row = {
         "terminal_id": terminal_id,
-        "merchant": report.get("merchant") if isinstance(report.get("merchant"), str) else None,
+        "merchant": _text(report.get("merchant"), "merchant"),
         "reported_at": reported_at,
         "business_date": business_date,
         "pressure": pressure,
-        "runway_days": float(need("runway_days", (int, float), optional=True))
-        if report.get("runway_days") is not None
-        else None,
+        "runway_days": runway,
         "alerts": [
-            {k: a.get(k) for k in ("device", "state", "message")}
-            for a in report.get("alerts") or []
-            if isinstance(a, dict)
+            {k: _text(a.get(k), f"alerts[{i}].{k}") for k in ("device", "state", "message")}
+            for i, a in enumerate(alerts)
         ],
     }
     for name in ("capacity_bytes", "used_bytes", "free_bytes", "reserve_bytes", "sales_possible"):
@@ -389,4 +421,37 @@ def _validated(report: dict[str, Any]) -> dict[str, Any]:
         row[name] = value
     if not 2000 <= business_date.year <= 2999 or not 2000 <= reported_at.year <= 2999:
         raise InvalidInput("health report date is out of range (years 2000-2999)")
+    now = datetime.now(UTC)
+    if reported_at - now > MAX_CLOCK_AHEAD:
+        raise InvalidInput(
+            f"health report field 'reported_at' {reported_at.isoformat()} is in the future (the back office's "
+            f"clock says {now.isoformat(timespec='seconds')}): the terminal's clock is wrong"
+        )
+    if abs((business_date - reported_at.date()).days) > MAX_DATE_SKEW_DAYS:
+        raise InvalidInput(
+            f"health report field 'business_date' {business_date} is more than {MAX_DATE_SKEW_DAYS} days from "
+            f"its report time {reported_at.date()}"
+        )
+    # (used_bytes may pass a capacity that shrank under it, ageing flash: that report matters most.)
+    for part in ("free_bytes", "reserve_bytes"):
+        if row[part] > row["capacity_bytes"]:
+            raise InvalidInput(f"health report field {part!r} ({row[part]:,}) is above 'capacity_bytes'")
     return row
+
+
+def _text(value: Any, field: str) -> str | None:
+    """Optional report text: a string without control characters (PostgreSQL refuses NUL), at
+    most :data:`MAX_TEXT` characters; None when absent.
+
+    :raises InvalidInput: naming the field.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"health report field {field!r} must be text")
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(f"health report field {field!r} has {len(value):,} characters; at most {MAX_TEXT}")
+    bad = next((c for c in value if c < " " or "\x7f" <= c <= "\x9f" or "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        raise InvalidInput(f"health report field {field!r} contains the control character U+{ord(bad):04X}")
+    return value

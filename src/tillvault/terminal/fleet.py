@@ -164,6 +164,8 @@ def send_health(t: Terminal, url: str, token: str, *, ca: str | None = None, tim
     except urllib.error.HTTPError as exc:
         with exc:
             detail = exc.read().decode("utf-8", "replace")[:300]
+        if exc.code >= 500:  # its own trouble (its database down): the report is good, send it later
+            raise HostUnavailable(f"the back office at {url} cannot take reports now ({exc.code}): {detail}") from None
         raise InvalidInput(f"the back office refused the report ({exc.code}): {detail}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         raise HostUnavailable(f"the back office at {url} cannot be reached or did not answer: {exc}") from None
