@@ -50,7 +50,8 @@ def report(
     else:
         r = out["report"]
         again = "" if out.get("stored") else " (already there: a retry)"
-        console.print(f"reported {r['terminal_id']}: pressure {r['pressure']}, runway {r['runway_days']}{again}")
+        runway = "not forecast yet" if r["runway_days"] is None else f"{r['runway_days']:.1f} days"
+        console.print(f"reported {r['terminal_id']}: pressure {r['pressure']}, runway {runway}{again}")
 
 
 BackofficeDsnOpt = Annotated[
