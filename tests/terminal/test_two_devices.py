@@ -307,3 +307,98 @@ def test_after_a_failover_and_a_re_copy_a_primary_left_alone_keeps_its_sales(tmp
         assert again.journal.mirror is not None and again.journal.mirror.tip == again.journal.tip
     finally:
         again.close()
+
+
+def _journal_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.startswith("journal.db")]
+
+
+def test_a_lost_journal_on_a_is_restored_from_b_never_copied_over_it(tmp_path: Path, host: HostProcess) -> None:
+    t = Terminal.init(
+        tmp_path / "a", terminal_id="TV2DEV20", merchant_qr=DEMO_MERCHANT_QR, host=host.address, device_b=tmp_path / "b"
+    )
+    sold = _sell(t, 10)
+    t.close()
+    for p in _journal_files(tmp_path / "a"):
+        p.unlink()  # device A's journal is gone (a bad block, a careless clean-up)
+    reader = Terminal.open(tmp_path / "a")  # a reader (status) copies nothing, and says so
+    try:
+        assert sorted(r["invoice"] for r in reader.records.list()) == sold
+    finally:
+        reader.close()
+    t = Terminal.open(tmp_path / "a", exclusive=True)
+    try:
+        assert sorted(r["invoice"] for r in t.records.list()) == sold, "B's transactions are all there"
+        assert (tmp_path / "a" / "journal.db").exists() and t.devices.primary in ("A", "B")
+        nxt = t.sale(5_000, PANS[50], "3012")
+        assert nxt.status == "approved" and nxt.invoice == sold[-1] + 1, "invoice numbers go on, never again from 1"
+        assert t.devices.b_journal is not None and t.devices.b_journal.tip == t.journal.tip
+        assert t.journal.verify().ok
+    finally:
+        t.close()
+
+
+def test_a_journal_on_a_that_lost_its_last_writes_is_recopied_from_b(tmp_path: Path, host: HostProcess) -> None:
+    import shutil
+
+    t = Terminal.init(
+        tmp_path / "a", terminal_id="TV2DEV21", merchant_qr=DEMO_MERCHANT_QR, host=host.address, device_b=tmp_path / "b"
+    )
+    _sell(t, 5)
+    t.close()
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    for p in _journal_files(tmp_path / "a"):
+        shutil.copy2(p, snapshot / p.name)
+    t = Terminal.open(tmp_path / "a", exclusive=True)
+    later = _sell(t, 5, start=5)
+    t.close()
+    for p in _journal_files(tmp_path / "a"):
+        p.unlink()
+    for p in snapshot.iterdir():
+        shutil.copy2(p, tmp_path / "a" / p.name)  # A as it was five sales ago (its WAL cut short)
+    t = Terminal.open(tmp_path / "a", exclusive=True)
+    try:
+        approved = {r["invoice"]: r["status"] for r in t.records.list()}
+        assert all(approved[i] == "approved" for i in later), "no approved sale is reversed or lost"
+        assert len(approved) == 10 and t.journal.tip == t.devices.b_journal.tip  # type: ignore[union-attr]
+        assert any(e["kind"] == "repaired" for e in t.devices.events)
+    finally:
+        t.close()
+
+
+def test_without_a_second_device_a_lost_journal_is_named_and_nothing_new_is_made(
+    tmp_path: Path, host: HostProcess
+) -> None:
+    from tillvault.errors import JournalCorrupt
+
+    t = Terminal.init(tmp_path / "a", terminal_id="TV2DEV22", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    _sell(t, 3)
+    t.close()
+    for p in _journal_files(tmp_path / "a"):
+        p.unlink()
+    with pytest.raises(JournalCorrupt, match=r"\(journal\.db\) is missing .* \(tillvault restore\)"):
+        Terminal.open(tmp_path / "a", exclusive=True)
+    assert not (tmp_path / "a" / "journal.db").exists(), "no empty journal made to restart invoice numbers"
+
+
+def test_two_copies_that_diverged_are_neither_overwritten(tmp_path: Path) -> None:
+    import shutil
+
+    from tillvault.terminal.devices import _strictly_ahead
+
+    one = Journal(tmp_path / "one" / "journal.db").open()
+    for i in range(3):
+        one.append("note", {"i": i})
+    one.close()
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    one, two = Journal(tmp_path / "one" / "journal.db").open(), Journal(tmp_path / "two" / "journal.db").open()
+    try:
+        two.append("note", {"i": 3})
+        assert _strictly_ahead(two, one) is True and _strictly_ahead(one, two) is False
+        one.append("note", {"i": "other"})
+        two.append("note", {"i": 4})
+        assert _strictly_ahead(two, one) is None  # each holds what the other lacks
+    finally:
+        one.close()
+        two.close()

@@ -35,6 +35,7 @@ from tillvault.store.encoding import (
     event_checksum,
     row_checksum,
 )
+from tillvault.store.fsutil import fsync_dir
 
 PAGE_SIZE = 4096
 SQLITE_READONLY = 8
@@ -539,19 +540,33 @@ class Journal:
         :raises JournalCorrupt: the copy does not match (tips differ) after copying.
         """
         with self._lock:
-            target._drop_connection()
+            # Copied beside the target and renamed over it: a copy cut short (a kill, a full
+            # device) leaves the target as it was, never half of each.
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.path.with_name(target.path.name + ".resilver")
             for suffix in ("-wal", "-shm", ""):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{target.path}{suffix}")
-            target.path.parent.mkdir(parents=True, exist_ok=True)
-            dest = sqlite3.connect(target.path)
+                    os.unlink(f"{temp}{suffix}")
+            dest = sqlite3.connect(temp)
             try:
                 self._connect().backup(dest)
                 dest.execute("PRAGMA journal_mode = WAL")
+                dest.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 dest.close()
+                for suffix in ("-wal", "-shm", ""):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{temp}{suffix}")
                 raise map_sqlite_error(exc, path=target.path, device=target.device) from exc
             dest.close()
+            with open(temp, "rb") as f:
+                os.fsync(f.fileno())
+            target._drop_connection()
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{target.path}{suffix}")
+            os.replace(temp, target.path)
+            fsync_dir(target.path.parent)
             target.open()
             if target.tip != (self._tip_seq, self._tip_chain):
                 raise JournalCorrupt(f"resilvering device {target.device} did not reproduce the journal tip")

@@ -79,14 +79,35 @@ def alert_texts(device: str, state: str, other: str) -> tuple[str, str]:
 
 
 def choose_primary(data_dir: Path, device_b: str | None) -> tuple[str, Path]:
-    """The device to open as primary: the highest readable generation (A on a tie)."""
+    """The device to open as primary: the highest readable generation (A on a tie), and never
+    one whose journal is missing while the other's is there."""
     if not device_b:
         return "A", data_dir
     gen_a = marker_generation(data_dir)
     gen_b = marker_generation(Path(device_b))
-    if gen_b is not None and (gen_a is None or gen_b > gen_a) and (Path(device_b) / JOURNAL_NAME).exists():
+    b_has = (Path(device_b) / JOURNAL_NAME).exists()
+    if b_has and not (data_dir / JOURNAL_NAME).exists():
+        return "B", Path(device_b)  # A's journal was lost: B holds the transactions
+    if gen_b is not None and (gen_a is None or gen_b > gen_a) and b_has:
         return "B", Path(device_b)
     return "A", data_dir
+
+
+def missing_journal(data_dir: Path, device_b: str | None) -> str | None:
+    """Why an existing terminal's journal cannot be opened (no copy on any device), or None.
+
+    Opening would make a new, empty journal: invoice numbers and STANs would start again,
+    and the host has seen them (duplicates), while the transactions are gone from sight.
+    """
+    places = [data_dir] + ([Path(device_b)] if device_b else [])
+    if any((p / JOURNAL_NAME).exists() for p in places):
+        return None
+    where = " or ".join(str(p) for p in places)
+    return (
+        f"the terminal's journal ({JOURNAL_NAME}) is missing from {where}: its transactions are not there. "
+        "Restore the last backup into an empty folder (tillvault restore); a new journal here would start "
+        "invoice numbers again that the host has already seen"
+    )
 
 
 class DeviceSet:
@@ -151,7 +172,33 @@ class DeviceSet:
                 return False
             self._marker_dev = os.stat(dev.root / MARKER).st_dev
             journal = Journal(dev.root / JOURNAL_NAME, device=name).open()
-            if journal.tip != t.journal.tip or (marker_generation(dev.root) or 0) < self.generation():
+            ahead = _strictly_ahead(journal, t.journal)
+            if ahead is None:
+                journal.close()
+                why = (
+                    f"storage devices {self.primary} and {name} hold different transactions (neither copy "
+                    "contains the other): nothing was overwritten; run tillvault scrub and call support"
+                )
+                self._degrade(name, "failed", why)
+                return False
+            if ahead:
+                # The primary lost writes the other still has (its journal deleted, or its WAL cut
+                # short): the other is the good copy. Copying the primary over it would lose them.
+                if not may_resilver:
+                    journal.close()
+                    self._degrade(self.primary, "stale", f"storage device {self.primary} is behind {name}")
+                    return False
+                journal.resilver(t.journal)
+                first = self.devs[self.primary]
+                first.state, first.reason, first.since_ms = "ok", "", 0
+                self._note(
+                    self.primary,
+                    "repaired",
+                    f"storage device {self.primary} had lost transactions that {name} still held: "
+                    f"re-copied from {name}",
+                )
+                journal.mirror = None
+            elif journal.tip != t.journal.tip or (marker_generation(dev.root) or 0) < self.generation():
                 if not may_resilver:
                     journal.close()
                     self._degrade(name, "stale", f"storage device {name} is behind {self.primary}")
@@ -369,6 +416,21 @@ class DeviceSet:
         unrepaired = [p for p in (*segs, *lost) if "repaired" not in p]
         report["ok"] = not bad_primary and not bad_second and not unrepaired
         return report
+
+
+def _strictly_ahead(other: Journal, primary: Journal) -> bool | None:
+    """True when ``other`` holds every event of ``primary`` and more (the primary is a prefix of
+    it); False when it does not lead (same tip, or behind); None when the two diverged."""
+    seq, chain = primary.tip
+    other_seq, _ = other.tip
+    if other_seq <= seq:
+        return False
+    if seq == 0:
+        return True  # an empty journal is a prefix of any
+    row = other.conn.execute("SELECT chain FROM events WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        return True  # sealed away on the other device already: it is far ahead
+    return None if bytes(row[0]) != chain else True
 
 
 def _state_of(reason: str) -> str:

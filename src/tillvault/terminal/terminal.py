@@ -26,7 +26,7 @@ from tillvault.domain.emvqr import require_valid_qr
 from tillvault.domain.limits import Limits
 from tillvault.domain.merchant import Merchant
 from tillvault.domain.money import currency_info
-from tillvault.errors import ConfigError, InvalidInput, StorageFull, TillVaultError
+from tillvault.errors import ConfigError, InvalidInput, JournalCorrupt, StorageFull, TillVaultError
 from tillvault.store.archive import DirectorySink
 from tillvault.store.caches import CacheManager
 from tillvault.store.forecast import forecast_runway
@@ -241,8 +241,12 @@ class Terminal:
         :raises KeyRingError: its key ring cannot be found.
         :raises TillVaultError: another process holds the terminal for longer than ``wait_s``.
         """
+        from tillvault.terminal.devices import missing_journal
+
         data_dir = Path(data_dir)
         config = TerminalConfig.load(data_dir)
+        if why := missing_journal(data_dir, config.device_b):
+            raise JournalCorrupt(why)
         terminal = cls(data_dir, config, KeyRing.load(Path(config.keyring)), clock=clock)
         if exclusive:
             try:
