@@ -34,7 +34,7 @@ from tillvault.demo import DEMO_SCENARIO
 from tillvault.sim.simulate import Outage, Scenario, Simulation
 days = int(sys.argv[1])
 pin = {"pin_core": sys.argv[2] == "one"} if "pin_core" in Scenario.__dataclass_fields__ else {}
-sc = replace(DEMO_SCENARIO, days=days, surge_days=(min(1, days - 1),), baseline=False,
+sc = replace(DEMO_SCENARIO, days=days, surge_days=(1,) if days > 1 else (), baseline=False,
              outages=tuple(Outage(day=2, start_hour=6.0, hours=24.0) for _ in [0] if days > 2), **pin)
 sim = Simulation(sc)
 began = time.perf_counter()

@@ -64,7 +64,7 @@ def simulation(days: int) -> float:
 
     # The demo's surge on day 1 and its outage on day 2, where the run has those days.
     outages = (Outage(day=2, start_hour=6.0, hours=24.0),) if days > 2 else ()
-    sc = replace(DEMO_SCENARIO, days=days, surge_days=(min(1, days - 1),), baseline=False, outages=outages)
+    sc = replace(DEMO_SCENARIO, days=days, surge_days=(1,) if days > 1 else (), baseline=False, outages=outages)
     sim = Simulation(sc)
     began = time.perf_counter()
     sim.run()
