@@ -127,3 +127,21 @@ def test_init_on_a_filesystem_too_small_for_a_terminal_says_so_and_makes_nothing
     with pytest.raises(InvalidInput, match=r"has [0-9,]+ B free, below the [0-9,]+ B a terminal needs"):
         Terminal.init(disk.path / "data", terminal_id="TVSMALL1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
     assert not (disk.path / "data").exists()
+    # A quota does not make the disk larger, and device B must hold what A holds.
+    with pytest.raises(InvalidInput, match=r"has [0-9,]+ B free, below the [0-9,]+ B a terminal needs"):
+        Terminal.init(
+            disk.path / "data", terminal_id="TVSMALL1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            capacity="64MiB",
+        )  # fmt: skip
+    roomy = tmpfs_factory("16m")
+    with pytest.raises(InvalidInput, match=rf"filesystem of {disk.path / 'b'} has [0-9,]+ B free"):
+        Terminal.init(
+            roomy.path / "data", terminal_id="TVSMALL1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            device_b=disk.path / "b",
+        )  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"--capacity 67,108,864 B is more than the whole filesystem"):
+        Terminal.init(
+            roomy.path / "data", terminal_id="TVSMALL1", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9",
+            capacity="64MiB",
+        )  # fmt: skip
+    assert not (disk.path / "data").exists() and not (roomy.path / "data").exists() and not (disk.path / "b").exists()

@@ -203,3 +203,31 @@ def test_an_interrupted_init_can_be_run_again_and_a_journal_with_sales_is_never_
     with pytest.raises(ConfigError, match="holds a journal with 1 transactions"):
         Terminal.init(sold.data_dir, terminal_id="TVREINI2", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
     assert (sold.data_dir / "journal.db").exists()
+
+
+def test_a_restore_cut_short_leaves_no_terminal_and_can_be_run_again(
+    make_terminal: Callable[..., Terminal], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    t = make_terminal()
+    for i in range(10):
+        assert t.sale(100 + i, PANS[i], "3012").status == "approved"
+    t.settle()  # a sealed segment to copy
+    create_backup(t, tmp_path / "backup", "correct horse battery staple")
+    real_copy = shutil.copyfile
+
+    def killed(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt  # as if killed while the segments were copied
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "copyfile", killed)
+        with pytest.raises(KeyboardInterrupt):
+            restore_backup(tmp_path / "backup", tmp_path / "new", "correct horse battery staple", tmp_path / "ring")
+    assert shutil.copyfile is real_copy
+    # Not a terminal that looks healthy with its segments missing and its counters not skipped ahead.
+    assert not (tmp_path / "new" / "terminal.json").exists()
+    result = restore_backup(tmp_path / "backup", tmp_path / "new", "correct horse battery staple", tmp_path / "ring")
+    assert result["ok"] and result["segments"] == 1
+    with Terminal.open(tmp_path / "new") as restored:
+        assert restored.find_transaction(1)["amount"] == 100

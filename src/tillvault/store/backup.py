@@ -269,6 +269,9 @@ def restore_backup(
         raise KeyRingError("wrong backup passphrase (or a damaged key ring in the backup)") from None
     data_key = base64.b64decode(ring["backup_key"])
     data_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm"):  # left by a restore killed half-way: they belong to no journal now
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(data_dir / f"journal.db{suffix}")
     decrypt_file(src / "journal.tvb", data_dir / "journal.db", data_key, b"journal")
     config_tmp = data_dir / ".config.restore"
     decrypt_file(src / "config.tvb", config_tmp, data_key, b"config")
@@ -283,7 +286,6 @@ def restore_backup(
     KeyRing(ring_path, keys).save()
     config.keyring = str(ring_path.resolve())
     config.device_b = None  # the new device starts on one device; add B with a new init of B
-    config.save(data_dir)
     seg_dir = data_dir / "segments"
     seg_dir.mkdir(exist_ok=True)
     for name in manifest["segments"]:
@@ -307,6 +309,9 @@ def restore_backup(
             f"UPDATE segments SET local = 0 WHERE name NOT IN ({','.join('?' for _ in names) or 'NULL'})", names
         )
         conn.commit()
+    # Last: a folder holds a terminal once everything above is there (as init does). A restore
+    # killed before this leaves no terminal.json, and running it again starts over.
+    config.save(data_dir)
     with Terminal.open(data_dir) as t:
         report = t.scrub()
         tip_seq, tip_chain = t.journal.tip

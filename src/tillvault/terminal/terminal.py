@@ -169,18 +169,9 @@ class Terminal:
                 f"--capacity {policy.quota_bytes:,} B is below the {minimum:,} B a terminal needs (journal and WAL, "
                 "settlement reserve, ballast and room for 100 sales)"
             )
-        if policy.quota_bytes is None:  # the filesystem is the store: it must hold the minimum
-            probe = data_dir
-            while not probe.exists() and probe.parent != probe:
-                probe = probe.parent
-            with contextlib.suppress(OSError):
-                fs = os.statvfs(probe)
-                if fs.f_bavail * fs.f_frsize < minimum:
-                    raise InvalidInput(
-                        f"the filesystem of {data_dir} has {fs.f_bavail * fs.f_frsize:,} B free, below the "
-                        f"{minimum:,} B a terminal needs (journal and WAL, settlement reserve, ballast and room "
-                        "for 100 sales): free space there or choose a larger disk"
-                    )
+        # With a quota or without, the disks must physically hold the minimum (device B mirrors A).
+        for where in (data_dir, *([Path(device_b)] if device_b else [])):
+            _check_filesystem(where, minimum, policy.quota_bytes)
         term_uuid = str(uuid.uuid4())
         ring_path = Path(keyring_dir or default_keyring_dir()) / f"{term_uuid}.json"
         b_dir = Path(device_b) if device_b else None
@@ -897,6 +888,32 @@ def _limits_with_defaults(currency: str, given: dict[str, Any]) -> dict[str, Any
 
 #: Bytes the journal, its pre-grown WAL and shared memory take on a fresh terminal (measured).
 JOURNAL_BASE_BYTES = 800 * 1024
+
+
+def _check_filesystem(folder: Path, minimum: int, quota: int | None) -> None:
+    """Refuse a folder whose filesystem has less free than ``minimum``, or is smaller in all than
+    ``quota`` (a store promised more than its disk holds).
+
+    :raises InvalidInput: naming the folder, what it has and what is needed.
+    """
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        fs = os.statvfs(probe)
+    except OSError:
+        return  # unreadable here: the first write will say why
+    free, total = fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
+    if free < minimum:
+        raise InvalidInput(
+            f"the filesystem of {folder} has {free:,} B free, below the {minimum:,} B a terminal needs (journal "
+            "and WAL, settlement reserve, ballast and room for 100 sales): free space there or choose a larger disk"
+        )
+    if quota is not None and quota > total:
+        raise InvalidInput(
+            f"--capacity {quota:,} B is more than the whole filesystem of {folder} holds ({total:,} B): "
+            "give at most what the disk can hold"
+        )
 
 
 def minimum_capacity(policy: SpacePolicy) -> int:
