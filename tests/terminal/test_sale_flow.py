@@ -130,6 +130,25 @@ def test_host_down_offline_approval_then_advice_delivered(
     assert len(rows) == 1 and rows[0].amount == 5000 and rows[0].mti == "0220"
 
 
+def test_an_advice_the_host_cannot_take_now_is_sent_again_never_dropped(
+    make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
+) -> None:
+    t = make_terminal(host_address=f"127.0.0.1:{_free_port()}")
+    sale = t.sale(800, VISA, EXPIRY)
+    assert sale.status == "offline_approved"
+    t.use_host(host.address)
+    host.set_faults({"decline": {"count": 1, "mtis": ["0220"]}})  # "91 issuer unavailable", once
+    try:
+        first = t.drain_outbox(force=True)
+    finally:
+        host.set_faults(None)
+    assert first.delivered == 0 and first.remaining == 1 and "with 91" in first.last_error
+    again = t.drain_outbox(force=True)
+    assert again.delivered == 1 and again.remaining == 0
+    rows = [a for a in host_ledger.authorizations(t.config.terminal_id) if a.stan == f"{sale.stan:06d}"]
+    assert len(rows) == 1 and rows[0].amount == 800 and rows[0].mti == "0220"  # the card is charged
+
+
 def test_offline_queue_waits_on_its_head_then_drains_in_order_across_pages(
     make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
 ) -> None:

@@ -36,6 +36,9 @@ BACKOFF_BASE_MS = 2_000
 BACKOFF_MAX_MS = 10 * 60_000
 #: Reversal answers that settle its fate: done (00), already settled (12), nothing to reverse (25).
 FINAL_REVERSAL_CODES = ("00", "12", "25")
+#: Answers that say "not now" (re-enter 19, late 68, cut-over 90, issuer or switch down 91/92,
+#: malfunction 96): an advice so answered was not taken and is sent again, never dropped.
+TRANSIENT_CODES = ("19", "68", "90", "91", "92", "96")
 
 
 @dataclass
@@ -101,10 +104,13 @@ def drain_outbox(
             )
             break
         code = reply.get("39", "")
-        if message["kind"] == "reversal" and code not in FINAL_REVERSAL_CODES:
-            # 91, 96...: the host could not act on it now; the reversal must not be dropped.
+        if (message["kind"] == "reversal" and code not in FINAL_REVERSAL_CODES) or (
+            message["kind"] == "advice" and code in TRANSIENT_CODES
+        ):
+            # 91, 96...: the host could not act on it now; the message must not be dropped (an
+            # advice dropped is a sale the card is never charged for).
             report.failed += 1
-            report.last_error = f"the host answered the reversal with {code}; retrying later"
+            report.last_error = f"the host answered the {message['kind']} with {code}; retrying later"
             t.records.outbox_retry_later(
                 message["id"], error=report.last_error, next_attempt_ms=now + backoff_ms(message["attempts"], rng)
             )
