@@ -142,3 +142,43 @@ def test_the_command_line_prints_the_plan_and_exits_3_when_something_is_urgent(
     assert VISA not in out.stdout
     text = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert text.returncode == 3 and "[URGENT]" in text.stdout and "technical support" in text.stdout
+
+
+def test_advices_too_old_are_urgent_even_while_the_host_is_down(
+    make_terminal: Callable[..., Terminal], dead_address: str
+) -> None:
+    now = [datetime(2026, 11, 30, 9, 0).astimezone()]
+    t = make_terminal(host_address=dead_address, clock=lambda: now[0])
+    assert t.sale(1_000, VISA, EXPIRY).status == "offline_approved"
+    assert "outbox_waiting" not in _codes(assess(t))  # fresh: part of "host unreachable"
+    now[0] += timedelta(days=4)  # past the 72 h acquirers allow for an advice
+    codes = _codes(assess(t))
+    assert codes.get("outbox_waiting") == "urgent" and "host_unreachable" in codes
+
+
+def test_a_settlement_that_began_and_did_not_finish_is_named(make_terminal: Callable[..., Terminal], host) -> None:  # type: ignore[no-untyped-def]
+    from tillvault.errors import SettlementError
+
+    t = make_terminal()
+    assert t.sale(1_000, VISA, EXPIRY).status == "approved"
+    host.set_faults({"decline": {"mtis": ["0500"]}})  # the host's settlement is down
+    try:
+        with pytest.raises(SettlementError):
+            t.settle()
+    finally:
+        host.set_faults(None)
+    status = t.journal.conn.execute("SELECT status FROM batches ORDER BY batch DESC LIMIT 1").fetchone()[0]
+    report = assess(t, probe_host=False)
+    assert status == "closing", status
+    assert _codes(report).get("batch_settlement_unfinished") == "soon"
+    assert "tillvault settle" in report["findings"][0]["steps"][0]
+    assert t.settle().ok
+    assert "batch_settlement_unfinished" not in _codes(assess(t, probe_host=False))
+
+
+def test_no_archive_names_the_command_that_sets_one(make_terminal: Callable[..., Terminal]) -> None:
+    t = make_terminal()
+    assert t.sale(1_000, VISA, EXPIRY).status == "approved"
+    assert t.settle().ok
+    [finding] = assess(t, probe_host=False)["findings"]
+    assert finding["code"] == "no_archive" and "tillvault archive set" in finding["steps"][0]

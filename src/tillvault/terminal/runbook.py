@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tillvault.domain import iso8583 as iso
@@ -192,8 +191,10 @@ def _network(t: Terminal, status: dict[str, Any], host: dict[str, Any], now: int
                 ],
             )
         )
-    if pending and (not host.get("checked") or host.get("reachable")):
-        late = age_ms > t.offline.max_age_hours * 3_600_000
+    late = age_ms > t.offline.max_age_hours * 3_600_000
+    # With the host down the waiting messages are part of that finding, until they grow old:
+    # the acquirer refuses advices after a few days, whoever is to blame.
+    if pending and (late or not host.get("checked") or host.get("reachable")):
         out.append(
             Finding(
                 "outbox_waiting",
@@ -211,15 +212,36 @@ def _network(t: Terminal, status: dict[str, Any], host: dict[str, Any], now: int
 
 
 def _open_batch(t: Terminal, status: dict[str, Any], now: int) -> list[Finding]:
+    closing = t.journal.conn.execute(
+        "SELECT b.batch, min(x.created_ms) FROM batches b JOIN transactions x ON x.batch = b.batch "
+        "WHERE b.status = 'closing' GROUP BY b.batch ORDER BY b.batch"
+    ).fetchall()
+    out = [
+        Finding(
+            "batch_settlement_unfinished",
+            "urgent" if now - int(first) > DAY_MS else "soon",
+            f"Batch {batch:06d} began to settle but the settlement did not finish (its first sale "
+            f"{datetime.fromtimestamp(int(first) / 1000).isoformat(sep=' ', timespec='minutes')}): "
+            "its money is not paid out until it does.",
+            [
+                "Run `tillvault settle` again: it finishes the batch that began, then reports whether the "
+                "terminal and the host agree.",
+                "If it keeps failing, call the acquirer with the batch number.",
+            ],
+        )
+        for batch, first in closing
+        if first is not None
+    ]
     if not status.get("open_batch_count"):
-        return []
+        return out
     row = t.journal.conn.execute(
         "SELECT min(created_ms) FROM transactions WHERE batch = ?", (status["open_batch"],)
     ).fetchone()
     if row is None or row[0] is None or now - int(row[0]) <= DAY_MS:
-        return []
+        return out
     since = datetime.fromtimestamp(int(row[0]) / 1000).isoformat(sep=" ", timespec="minutes")
     return [
+        *out,
         Finding(
             "batch_open_too_long",
             "soon",
@@ -229,7 +251,7 @@ def _open_batch(t: Terminal, status: dict[str, Any], now: int) -> list[Finding]:
                 "Run `tillvault settle`; it reports whether the terminal and the host agree.",
                 "If the host is not reachable, settle as soon as it is: nothing is lost meanwhile.",
             ],
-        )
+        ),
     ]
 
 
@@ -238,14 +260,20 @@ def _archive(t: Terminal, status: dict[str, Any]) -> list[Finding]:
     if waiting <= 0:
         return []
     archive = t.config.archive
-    if archive and not Path(archive).is_dir():
+    sink = t.archive_sink() if archive else None
+    if sink is not None and not sink.reachable():
+        where = (
+            "Check the network and the back office's address, and that TILLVAULT_BACKOFFICE_TOKEN is set."
+            if "://" in str(archive)
+            else f"Plug in or mount the archive (NAS or USB disk) at {archive}."
+        )
         return [
             Finding(
                 "archive_unreachable",
                 "soon" if status["pressure"] != "normal" else "info",
                 f"The archive at {archive} is not reachable: {waiting:,} sealed batch(es) cannot leave the device.",
                 [
-                    f"Plug in or mount the archive (NAS or USB disk) at {archive}.",
+                    where,
                     "Then run `tillvault cleanup`: sealed batches are offloaded, checked, and removed from the "
                     "device once retention allows.",
                 ],
@@ -258,7 +286,10 @@ def _archive(t: Terminal, status: dict[str, Any]) -> list[Finding]:
                 "info",
                 f"No archive is configured: {waiting:,} sealed batch(es) stay on the device until retention "
                 "removes them, and the device holds their only copy.",
-                ["Configure an archive folder (a NAS or USB disk) when the terminal is set up (`init --archive`)."],
+                [
+                    "Give the terminal an archive: `tillvault archive set FOLDER` (a NAS or USB disk) or "
+                    "`tillvault archive set https://BACK-OFFICE` (a manager's action)."
+                ],
             )
         ]
     return []
