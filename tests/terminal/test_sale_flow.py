@@ -149,6 +149,18 @@ def test_an_advice_the_host_cannot_take_now_is_sent_again_never_dropped(
     assert len(rows) == 1 and rows[0].amount == 800 and rows[0].mti == "0220"  # the card is charged
 
 
+def test_a_decline_carries_the_hosts_own_words(make_terminal: Callable[..., Terminal], host_ledger: HostLedger) -> None:
+    from datetime import date
+
+    from tillvault.host.merchants import set_merchant
+
+    t = make_terminal()
+    set_merchant(host_ledger, t.merchant.merchant_id, today=date.today(), activation_min=100_00)
+    first = t.sale(50_00, VISA, EXPIRY)
+    assert first.status == "declined" and "not activated" in first.reason, first.reason
+    assert t.sale(100_00, VISA, EXPIRY).status == "approved"
+
+
 def test_offline_queue_waits_on_its_head_then_drains_in_order_across_pages(
     make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
 ) -> None:

@@ -470,7 +470,7 @@ class SaleFlow:
             rrn=reply.get("37"),
             auth_code=reply.get("38"),
             response_code=code,
-            reason="approved" if approved else f"declined by the issuer: {iso.response_text(code)}",
+            reason="approved" if approved else f"declined by the issuer: {iso.response_text(code)}{_host_text(reply)}",
             extra=extra,
             also=side_effects,
         )
@@ -681,6 +681,13 @@ def _shorten(text: str, width: int) -> str:
 
 def _without_pan(request: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in request.items() if k not in ("2", "14")}
+
+
+def _host_text(reply: dict[str, str]) -> str:
+    """The host's own words for a decline (field 63, "terminal not activated: ..."), as a suffix:
+    printable, at most 200 characters, any card number masked; "" when there are none."""
+    text = "".join(c for c in reply.get("63", "") if c.isprintable()).strip()
+    return f" ({redact_pans(text[:200])})" if text else ""
 
 
 #: An idempotency key: the caller's order or request id, kept with the transaction.
