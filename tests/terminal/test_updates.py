@@ -130,6 +130,8 @@ def test_an_update_that_would_eat_into_what_sales_need_is_refused_before_a_byte_
         assert t.updates.apply(vendor["out"] / "2.0.0.manifest.json")["version"] == "2.0.0", "one that fits goes in"
         # Another program fills the disk: the next update is refused, the installed one stays.
         fs.fill()
+        # A package is a file: the journal's free pages inside journal.db are no room for it.
+        assert t.updates.status()["spare_bytes"] <= t.space.status(exact=True).fs_free_bytes
         with pytest.raises(StorageFull):
             t.updates.apply(vendor["out"] / "2.0.1.manifest.json")
         assert t.updates.installed()["version"] == "2.0.0"
@@ -164,3 +166,20 @@ def test_the_command_line_round_trip(tmp_path: Path, make_terminal: Callable[...
     assert applied.returncode == 0 and json.loads(applied.stdout)["version"] == "1.0"
     status = json.loads(run("--data", str(data), "update", "status", "--json").stdout)
     assert status["version"] == "1.0" and status["trusted_key"] == public
+
+
+def test_a_package_write_that_was_killed_leaves_no_space_taken_for_good(
+    make_terminal: Callable[..., Terminal],
+    vendor: dict,  # type: ignore[type-arg]
+) -> None:
+    t = make_terminal()
+    t.updates.trust(vendor["public"])
+    packages = t.updates.folder / "packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    leftover = packages / ".2.0.0.pkg.k1ll3d.tmp"  # what a SIGKILL during the write leaves
+    leftover.write_bytes(b"x" * 300_000)
+    assert t.updates.apply(vendor["out"] / "2.0.0.manifest.json")["version"] == "2.0.0"
+    assert not leftover.exists() and _files(packages) == ["2.0.0.pkg"]
+    leftover.write_bytes(b"x" * 300_000)
+    report = t.cleanup()  # the ladder's cache step removes it too
+    assert not leftover.exists() and "update leftovers" in " ".join(report.actions)

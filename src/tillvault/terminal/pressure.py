@@ -13,6 +13,7 @@ English and Simplified Chinese (the seed's users):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +140,8 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
     used_before = t.space.status().used_bytes
     if rank(level) >= rank("watch"):
         freed = t.caches.clean(aggressive=rank(level) >= rank("high"))
+        with contextlib.suppress(OSError):
+            freed["update leftovers"] = t.updates.remove_leftovers()  # a package write that was killed
         if sum(freed.values()):
             report.actions.append(f"cleaned caches: {sum(freed.values()):,} B ({freed})")
         try:

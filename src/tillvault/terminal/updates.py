@@ -183,8 +183,21 @@ class Updates:
         """Whether ``need`` bytes can be spared now without touching what sales and settlement need."""
         st = self.t.space.status(exact=True)
         keep = KEEP_SALES * self.t.space.policy.sale_life_bytes
-        spare = max(0, st.available_for_sales_bytes - keep)
+        # A package is a file: it needs the filesystem's free space, which the journal's free
+        # pages (room for sales inside journal.db) are not.
+        spare = max(0, min(st.available_for_sales_bytes, st.fs_free_bytes) - keep)
         return {"need_bytes": need, "spare_bytes": spare, "fits": need <= spare, "keep_sales": KEEP_SALES}
+
+    def remove_leftovers(self) -> int:
+        """Remove the temporary files of package writes that were killed (a SIGKILL leaves the
+        half-written ``.VERSION.pkg.*.tmp``); returns the bytes freed."""
+        freed = 0
+        for tmp in (self.folder / "packages").glob(".*.pkg.*.tmp"):
+            with contextlib.suppress(OSError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                freed += size
+        return freed
 
     def apply(self, manifest_path: Path, patch_path: Path | None = None) -> dict[str, Any]:
         """Apply a signed update (see the module's steps); returns what was installed.
@@ -204,6 +217,7 @@ class Updates:
         if len(patch) != body["patch_size"] or _sha256(patch) != body["patch_sha256"]:
             raise InvalidInput(f"patch {patch_path} is not the one the manifest names (damaged or another update)")
         need = int(body["target_size"])
+        self.remove_leftovers()  # (the terminal's lock is held: no other write of a package is under way)
         room = self.room(need)
         if not room["fits"]:
             with contextlib.suppress(OSError):
