@@ -263,3 +263,22 @@ def test_fee_caps_are_read_in_the_currency_given(tmp_path: Path) -> None:
     assert code == 2 and "--cap" in out["reason"]
     code, fees = host("fees", "set", "--rate", "0.60%", "--cap", "2.000", "--currency", "KWD", data=directory)
     assert code == 0 and fees["rules"][0]["cap"] == 2000 and fees["rules"][0]["currency"] == "414"
+
+
+def test_merchant_amounts_are_read_and_shown_in_the_terms_currency(data: Path) -> None:
+    # Yen have no decimals, dinars three: "3000" JPY is 3,000 minor units, not 300,000.
+    code, jpy = host(
+        "merchant", "set", "--merchant", "MJP", "--currency", "392", "--deposit", "3000",
+        "--activation-min", "10000", data=data,
+    )  # fmt: skip
+    assert code == 0, jpy
+    assert jpy["deposit"]["amount"] == 3_000 and jpy["activation"]["min_amount"] == 10_000
+    code, out = host("merchant", "set", "--merchant", "MJP", "--refund-threshold", "50000.5", data=data)
+    assert code == 2 and "at most 0 decimals" in out["reason"]  # the currency already set decides
+    code, kwd = host("merchant", "set", "--merchant", "MKW", "--currency", "414", "--deposit", "29.900", data=data)
+    assert code == 0 and kwd["deposit"]["amount"] == 29_900, kwd
+    result = runner.invoke(app, ["host", "merchant", "show", "--data", str(data)])
+    assert result.exit_code == 0
+    row = next(line for line in result.stdout.splitlines() if "MJP" in line)
+    assert "3000" in row and "30.00" not in row
+    assert "29.900" in next(line for line in result.stdout.splitlines() if "MKW" in line)

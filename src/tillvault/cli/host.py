@@ -39,20 +39,31 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 DEFAULT_DATA = Path("tillvault-host")
 
 
-def minor_units(text: str, option: str, *, allow_negative: bool = False) -> int:
-    """``"50000.00"`` → 5000000 (2-decimal currencies).
+def minor_units(text: str, option: str, *, allow_negative: bool = False, currency: str | None = None) -> int:
+    """``"50000.00"`` → 5000000 in a 2-decimal currency; in ``currency`` (ISO 4217), by its own
+    decimals: ``"3000"`` JPY → 3000, ``"29.900"`` KWD → 29900.
 
-    :raises InvalidInput: not a decimal number with at most 2 decimals (or negative when not allowed).
+    :raises InvalidInput: not a decimal number with at most the currency's decimals (or negative
+        when not allowed).
     """
+    exponent = 2
+    if currency is not None:
+        from tillvault.domain.money import currency_info
+
+        exponent = currency_info(currency).exponent
     try:
         value = Decimal(text)
     except InvalidOperation:
         raise InvalidInput(f"{option} must be a decimal amount like 50000.00, got {text!r}") from None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise InvalidInput(f"{option} must have at most 2 decimals, got {text!r}")
+    try:
+        exact = value.is_finite() and value == value.quantize(Decimal(1).scaleb(-exponent))
+    except InvalidOperation:  # more digits than any amount has
+        exact = False
+    if not exact or abs(value) >= 10**15:
+        raise InvalidInput(f"{option} must be an amount with at most {exponent} decimals, got {text!r}")
     if value < 0 and not allow_negative:
         raise InvalidInput(f"{option} must not be negative, got {text!r}")
-    return int(value * 100)
+    return int(value.scaleb(exponent))
 
 
 def _open_ledger(data: Path, config_dir: Path | None) -> Any:

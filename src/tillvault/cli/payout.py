@@ -8,6 +8,7 @@ Amounts typed on the command line are decimal major units (``299.00``); JSON giv
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import closing
 from datetime import date
 from pathlib import Path
@@ -36,22 +37,29 @@ PreviewOption = Annotated[
 ]
 
 
-def _money(minor: int | None) -> str:
+def _money(minor: int | None, currency: str | None = None) -> str:
+    """Minor units as the currency writes them (``994`` JPY is ``994``, ``12394`` KWD ``12.394``);
+    two decimals where the currency is not known."""
     if minor is None:
         return "-"
+    if currency:
+        from tillvault.domain.money import format_amount
+
+        with contextlib.suppress(InvalidInput):
+            return format_amount(minor, currency)
     sign = "-" if minor < 0 else ""
     return f"{sign}{abs(minor) // 100}.{abs(minor) % 100:02d}"
 
 
-def _optional_amount(text: str | None, option: str) -> Any:
-    """``None`` → unchanged; ``"none"`` → cleared (None); else minor units."""
+def _optional_amount(text: str | None, option: str, currency: str) -> Any:
+    """``None`` → unchanged; ``"none"`` → cleared (None); else minor units of ``currency``."""
     from tillvault.host.merchants import UNCHANGED
 
     if text is None:
         return UNCHANGED
     if text.strip().lower() == "none":
         return None
-    return minor_units(text, option)
+    return minor_units(text, option, currency=currency)
 
 
 def _print_payout(result: dict[str, Any]) -> None:
@@ -64,24 +72,24 @@ def _print_payout(result: dict[str, Any]) -> None:
         table.add_row(
             st["merchant_id"],
             st["currency"],
-            f"{st['sales_count']} / {_money(st['sales_amount'])}",
-            f"{st['refunds_count']} / {_money(st['refunds_amount'])}",
-            _money(st["fees_total"]),
-            _money(st["deposit_refund"]),
-            _money(st["net"]),
+            f"{st['sales_count']} / {_money(st['sales_amount'], st['currency'])}",
+            f"{st['refunds_count']} / {_money(st['refunds_amount'], st['currency'])}",
+            _money(st["fees_total"], st["currency"]),
+            _money(st["deposit_refund"], st["currency"]),
+            _money(st["net"], st["currency"]),
             st["action"],
         )
     console.print(table)
     for st in result["merchants"]:
         for line in st["fees"]:
             console.print(
-                f"{st['merchant_id']} fee {line['name']}: {line['count']} tx, {_money(line['amount'])}",
+                f"{st['merchant_id']} fee {line['name']}: {line['count']} tx, {_money(line['amount'], st['currency'])}",
                 highlight=False,
                 soft_wrap=True,
             )
         if st["deposit_refund"]:
             console.print(
-                f"{st['merchant_id']} device deposit refund: {_money(st['deposit_refund'])}",
+                f"{st['merchant_id']} device deposit refund: {_money(st['deposit_refund'], st['currency'])}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -301,17 +309,20 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         """Create or change a merchant's deposit, activation minimum and deposit-refund threshold."""
 
         def run() -> dict[str, Any]:
-            from tillvault.host.merchants import UNCHANGED, set_merchant
+            from tillvault.host.merchants import UNCHANGED, get_merchant, set_merchant
 
             with closing(_open_ledger(data, config_dir)) as ledger:
+                # Amounts are in the terms' currency: the one given, else the one already set (¥3000 is 3000 yen).
+                current = get_merchant(ledger, merchant.strip()) if merchant.strip() else None
+                cur = currency or (current.currency if current is not None else "156")
                 result = set_merchant(
                     ledger,
                     merchant,
                     today=date.today(),
                     currency=currency,
-                    deposit=minor_units(deposit, "--deposit") if deposit is not None else UNCHANGED,
-                    activation_min=_optional_amount(activation_min, "--activation-min"),
-                    refund_threshold=_optional_amount(refund_threshold, "--refund-threshold"),
+                    deposit=minor_units(deposit, "--deposit", currency=cur) if deposit is not None else UNCHANGED,
+                    activation_min=_optional_amount(activation_min, "--activation-min", cur),
+                    refund_threshold=_optional_amount(refund_threshold, "--refund-threshold", cur),
                 )
             return {"ok": True, **result.to_dict()}
 
@@ -508,10 +519,10 @@ def _print_merchants(rows: list[dict[str, Any]]) -> None:
         table.add_row(
             m["merchant_id"],
             m["currency"],
-            _money(deposit["amount"]),
+            _money(deposit["amount"], m["currency"]),
             deposit["status"],
-            _money(deposit["refund_threshold"]),
-            _money(activation["min_amount"]),
+            _money(deposit["refund_threshold"], m["currency"]),
+            _money(activation["min_amount"], m["currency"]),
             activation["activated_date"] or ("yes" if activation["activated"] else "no"),
         )
     console.print(table)

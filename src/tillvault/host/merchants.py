@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from tillvault.domain.money import format_amount
 from tillvault.errors import InvalidInput
 from tillvault.host.fees import FeeSchedule
 from tillvault.host.ledger import HostLedger
@@ -251,9 +252,12 @@ def activation_refusal(
     if minimum is None or amount >= minimum:
         return None
     key = (merchant_id or "").strip()
-    return (
-        f"terminal not activated: the first sale must be at least {minimum // 100}.{minimum % 100:02d} (merchant {key})"
-    )
+    rows = ledger.rows("SELECT currency FROM merchants WHERE merchant_id = ?", (key,))
+    try:
+        shown = format_amount(minimum, rows[0]["currency"]) if rows else f"{minimum // 100}.{minimum % 100:02d}"
+    except InvalidInput:
+        shown = f"{minimum // 100}.{minimum % 100:02d}"
+    return f"terminal not activated: the first sale must be at least {shown} (merchant {key})"
 
 
 def note_sale(
