@@ -263,6 +263,8 @@ def test_fee_caps_are_read_in_the_currency_given(tmp_path: Path) -> None:
     assert code == 2 and "--cap" in out["reason"]
     code, fees = host("fees", "set", "--rate", "0.60%", "--cap", "2.000", "--currency", "KWD", data=directory)
     assert code == 0 and fees["rules"][0]["cap"] == 2000 and fees["rules"][0]["currency"] == "414"
+    # The cap is in dinars: cards in any other currency are still priced, at the rate alone.
+    assert fees["rules"][1] == {"name": "MDR 0.60%", "rate_ppm": 6000, "rate": "0.60%"}  # any currency, no cap
 
 
 def test_merchant_amounts_are_read_and_shown_in_the_terms_currency(data: Path) -> None:

@@ -243,14 +243,19 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
                     elif c is not None:
                         raise InvalidInput(f"--{card_type}-cap needs --{card_type}-rate")
                 cap_minor, min_minor = amount(cap, "--cap"), amount(minimum, "--minimum")
+                in_one_currency = cap_minor is not None or min_minor is not None
                 rules.append(
                     FeeRule(
                         parse_rate(rate),
                         cap=cap_minor,
                         minimum=min_minor,
-                        currency=cur.numeric if cap_minor is not None or min_minor is not None else None,
+                        currency=cur.numeric if in_one_currency else None,
                     )
                 )
+                if in_one_currency:
+                    # A cap or minimum is an amount of one currency; cards in any other still have
+                    # a price: the rate alone (every card has one).
+                    rules.append(FeeRule(parse_rate(rate)))
                 schedule = FeeSchedule(tuple(rules), refunds_return_fee)
             with closing(_open_ledger(data, config_dir)) as ledger:
                 set_fee_schedule(ledger, schedule, merchant)
