@@ -324,3 +324,28 @@ def test_no_copy_of_a_settled_batchs_encrypted_card_numbers_stays_in_any_file(
         assert again.sale(556, VISA, EXPIRY).status == "approved" and again.scrub()["ok"]
     finally:
         again.close()
+
+
+def test_a_row_changed_on_disk_is_never_settled_uploaded_or_sealed(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    from tillvault.errors import JournalCorrupt
+
+    t = make_terminal()
+    invoices = _sell(t, [1_000, 2_000, 3_000])
+    # A value changed under the journal (bad flash, a hand edit) that keeps the page valid.
+    t.journal.conn.execute("UPDATE transactions SET amount = amount + 100000 WHERE invoice = ?", (invoices[1],))
+    with pytest.raises(JournalCorrupt, match=rf"{invoices[1]:06d} changed on disk"):
+        t.settle()
+    assert host_ledger.batch_settled(t.config.terminal_id, 1) is False  # nothing was sent
+    status = t.journal.conn.execute("SELECT status FROM batches WHERE batch = 1").fetchone()[0]
+    assert status == "open"
+    t.journal.conn.execute("UPDATE transactions SET amount = amount - 100000 WHERE invoice = ?", (invoices[1],))
+    assert t.settle().ok  # repaired: it settles
+    from tillvault.terminal.settle import settle as close_with_host
+
+    later = _sell(t, [4_000])
+    assert close_with_host(t).ok  # batch 2 closed with the host, not sealed yet
+    t.journal.conn.execute("UPDATE transactions SET amount = amount + 1 WHERE invoice = ?", (later[0],))
+    with pytest.raises(JournalCorrupt, match="is not sealed"):
+        t.tiers.seal_batch(2)

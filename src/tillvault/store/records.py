@@ -163,6 +163,16 @@ class Records:
         conn.execute("INSERT INTO batches (batch, status, opened_ms) VALUES (?, 'open', ?)", (batch, ts))
         return batch
 
+    def damaged_rows(self, batch: int) -> list[int]:
+        """Invoices of ``batch`` whose row no longer matches its checksum (changed on disk after
+        it was written): such a batch must not be totalled, uploaded or sealed as it stands."""
+        bad = []
+        for row in self.journal.conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,)):
+            values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
+            if row_checksum(values) != bytes(row["checksum"]):
+                bad.append(int(row["invoice"]))
+        return bad
+
     def current_batch(self) -> int:
         """The open batch number (1 before the first sale)."""
         row = self.journal.conn.execute(

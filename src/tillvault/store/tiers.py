@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tillvault.errors import DeviceFailed, InvalidInput, KeyRingError, StorageError, StorageFull
+from tillvault.errors import DeviceFailed, InvalidInput, JournalCorrupt, KeyRingError, StorageError, StorageFull
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
@@ -197,6 +197,12 @@ class Tiers:
             raise InvalidInput(f"batch {batch} is not closed; only a closed batch can be sealed")
         if conn.execute("SELECT 1 FROM segments WHERE batch = ?", (batch,)).fetchone():
             raise InvalidInput(f"batch {batch} is already sealed")
+        bad = self.records.damaged_rows(batch)
+        if bad:  # sealed, a changed row would pass every later check as if it were what was written
+            raise JournalCorrupt(
+                f"batch {batch:06d} is not sealed: transaction(s) {', '.join(f'{i:06d}' for i in bad[:5])} changed "
+                "on disk since they were written (checksum mismatch); run tillvault scrub"
+            )
         close = conn.execute(
             "SELECT seq, chain FROM events WHERE kind = 'batch_closed' "
             "AND json_extract(CAST(body AS TEXT), '$.batch') = ? ORDER BY seq DESC LIMIT 1",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tillvault.domain import iso8583 as iso
 from tillvault.domain.money import currency_info, format_amount
-from tillvault.errors import HostProtocolError, HostTimeout, HostUnavailable, SettlementError
+from tillvault.errors import HostProtocolError, HostTimeout, HostUnavailable, JournalCorrupt, SettlementError
 from tillvault.store.encoding import decode
 from tillvault.store.journal import SETTLEMENT, WriteContext
 
@@ -82,6 +82,21 @@ class SettlementReport:
             ("voided / reversed", str(t.sales_reversal_count), format_amount(t.sales_reversal_amount, c)),
             ("net", "", format_amount(t.net_amount, c)),
         ]
+
+
+def refuse_damaged(t: Terminal, batch: int, what: str) -> None:
+    """Refuse to go on with a batch whose rows changed on disk since they were written.
+
+    :raises JournalCorrupt: naming the invoices; nothing was sent or changed.
+    """
+    bad = t.records.damaged_rows(batch)
+    if bad:
+        shown = ", ".join(f"{i:06d}" for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise JournalCorrupt(
+            f"batch {batch:06d} cannot be {what}: transaction(s) {shown} changed on disk since they were "
+            "written (checksum mismatch). Nothing was sent. Run tillvault scrub (with two devices it repairs "
+            "from the good copy), then call support with these invoices"
+        )
 
 
 def batch_totals(t: Terminal, batch: int) -> iso.BatchTotals:
@@ -164,6 +179,7 @@ def settle(t: Terminal) -> SettlementReport:
         )
     batch = int(row["batch"])
     state = decode(row["report"]) if row["report"] else {}
+    refuse_damaged(t, batch, "settled")
     totals = batch_totals(t, batch)
     if row["status"] == "open":
         state = {"stan": _allocate_stan(t), "after_upload": False}
