@@ -349,3 +349,30 @@ def test_a_row_changed_on_disk_is_never_settled_uploaded_or_sealed(
     t.journal.conn.execute("UPDATE transactions SET amount = amount + 1 WHERE invoice = ?", (later[0],))
     with pytest.raises(JournalCorrupt, match="is not sealed"):
         t.tiers.seal_batch(2)
+
+
+def test_reconcile_reads_evicted_batches_from_the_archive_and_never_calls_them_missing(
+    make_terminal: Callable[..., Terminal],
+    host: HostProcess,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from tillvault.terminal.reconcile import reconcile
+
+    from .conftest import HOST_SECRET
+
+    monkeypatch.setenv("TILLVAULT_HOST_SECRET", HOST_SECRET)
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    _sell(t, [1_000, 2_000])
+    assert t.settle().ok
+    t.retention.transactions_local_days = 0
+    t.cleanup()  # offloaded, checked, evicted from the terminal
+    assert [s["local"] for s in t.tiers.catalogue()] == [0]
+    result = reconcile(t, host.data_dir)
+    assert result["ok"], result["differences"]
+    assert result["terminal_rows"] == result["host_rows"] == 2
+    archive.rename(tmp_path / "nas-unplugged")  # the archive away: left out on both sides, said so
+    result = reconcile(t, host.data_dir)
+    assert [d["kind"] for d in result["differences"]] == ["not_compared"] and result["host_rows"] == 0

@@ -2,7 +2,7 @@
 
 They must agree exactly (DESIGN.md invariant 8); every difference is listed with the
 transactions involved. The terminal side covers its closed batches, from the hot tier and
-from local sealed segments (an evicted segment must be fetched back first to be compared).
+from local sealed segments, and from the archive's copies of evicted ones.
 """
 
 from __future__ import annotations
@@ -52,19 +52,36 @@ def reconcile(t: Terminal, host_data: Path | str, *, batches: list[int] | None =
 
     chosen = batches if batches is not None else closed_batch_numbers(t)
     mine = terminal_rows(t, chosen)
+    # Batches evicted to the archive are read from its verified copies (nothing written here);
+    # one that cannot be read now is left out on both sides, never reported as missing.
+    unreadable: list[int] = []
+    evicted = [s["batch"] for s in t.tiers.catalogue() if s["batch"] in set(chosen) and not s["local"]]
+    if evicted:
+        sink = t.archive_sink()
+        seen = {r["invoice"] for r in mine}
+        for batch in evicted:
+            records, missing = t.tiers.sealed_records(sink, batch=batch, archived=True)
+            got = list(records) if sink is not None else []
+            if missing or sink is None:
+                unreadable.append(batch)
+                continue
+            for r in got:
+                if r["invoice"] not in seen:
+                    mine.append({**r, "extra": decode(r["extra"])} if isinstance(r.get("extra"), str) else r)
+    compared = [b for b in chosen if b not in unreadable]
+    mine = [r for r in mine if r["batch"] in set(compared)]
     ledger = HostLedger(Path(host_data))
     try:
-        host_rows, payouts = host_views(ledger, t.config.terminal_id, chosen)
+        host_rows, payouts = host_views(ledger, t.config.terminal_id, compared)
     finally:
         ledger.close()
-    differences = compare_views(mine, host_rows, payouts)
-    missing = [s["batch"] for s in t.tiers.catalogue() if s["batch"] in set(chosen) and not s["local"]]
-    for batch in missing:
+    differences = compare_views(mine, host_rows, payouts) if compared else []
+    for batch in unreadable:
         differences.append(
             {
                 "kind": "not_compared",
                 "batch": batch,
-                "detail": f"batch {batch} is evicted to the archive; fetch it back to compare",
+                "detail": f"batch {batch} is evicted to the archive, which cannot be read now; reconnect it to compare",
             }
         )
     return {
