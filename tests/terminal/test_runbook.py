@@ -182,3 +182,30 @@ def test_no_archive_names_the_command_that_sets_one(make_terminal: Callable[...,
     assert t.settle().ok
     [finding] = assess(t, probe_host=False)["findings"]
     assert finding["code"] == "no_archive" and "tillvault archive set" in finding["steps"][0]
+
+
+def test_a_damaged_journal_is_urgent_and_names_scrub_and_restore(make_terminal: Callable[..., Terminal]) -> None:
+    import os
+
+    t = make_terminal()
+    for i in range(150):
+        assert t.sale(1_000 + i, VISA, EXPIRY).status == "approved"
+    # A page of an index of the transactions, overwritten (a bad flash block).
+    page = t.journal.conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions' "
+        "AND sql IS NOT NULL ORDER BY rootpage LIMIT 1"
+    ).fetchone()[0]
+    t.journal.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path, data_dir = t.journal.path, t.data_dir
+    t.close()
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * 4096)
+        f.write(os.urandom(4096))
+    damaged = Terminal.open(data_dir)
+    try:
+        report = assess(damaged, probe_host=False)
+        assert _codes(report).get("journal_damaged") == "urgent" and not report["ok"]
+        finding = next(f for f in report["findings"] if f["code"] == "journal_damaged")
+        assert "tillvault scrub" in finding["steps"][0] and "tillvault restore" in finding["steps"][1]
+    finally:
+        damaged.close()

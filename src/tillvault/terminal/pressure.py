@@ -84,6 +84,8 @@ def _ways_out(st: dict[str, Any]) -> tuple[str, str]:
         en.append(f"settle now (tillvault settle: {st['open_batch_count']:,} transactions in the open batch)")
         zh.append("请立即结算")
     local_sealed = int(st.get("sealed_segments", 0)) - int(st.get("evicted_segments", 0))
+    if "offloaded_segments" in st:  # those already in the archive leave by themselves under pressure
+        local_sealed = min(local_sealed, int(st.get("sealed_segments", 0)) - int(st["offloaded_segments"]))
     if local_sealed > 0 and st.get("archive", True):
         en.append(f"connect the archive so {local_sealed:,} sealed batch(es) can leave the device (tillvault cleanup)")
         zh.append("连接归档以转存已结算的批次")

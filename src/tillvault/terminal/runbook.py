@@ -10,6 +10,7 @@ name the commands to run. ``docs/runbook.md`` is the same plan on paper.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -57,6 +58,7 @@ def assess(t: Terminal, *, probe_host: bool = True) -> dict[str, Any]:
     status = t.status()
     now = t.now_ms()
     findings: list[Finding] = []
+    findings += _journal(t)
     findings += _unknown_outcomes(t, now)
     findings += _storage(status)
     findings += _devices(status)
@@ -76,6 +78,35 @@ def assess(t: Terminal, *, probe_host: bool = True) -> dict[str, Any]:
         "findings": [f.to_dict() for f in findings],
         "support": SUPPORT,
     }
+
+
+def _journal(t: Terminal) -> list[Finding]:
+    """SQLite's own quick check of the journal (pages and indexes, not every checksum: that is
+    ``tillvault scrub``'s work)."""
+    try:
+        rows = [str(r[0]) for r in t.journal.conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows == ["ok"]:
+        return []
+    two = len(t.devices.devs) > 1
+    return [
+        Finding(
+            "journal_damaged",
+            "urgent",
+            f"The journal is damaged ({'; '.join(rows)[:300]}): transactions may be unreadable.",
+            [
+                "Run `tillvault scrub`: "
+                + (
+                    "with two devices it repairs the damaged copy from the good one."
+                    if two
+                    else "it lists every damaged record."
+                ),
+                "Keep selling only if `tillvault scrub` says the journal is whole; otherwise restore the last "
+                "backup onto a new device (`tillvault restore`) and call support with the scrub output.",
+            ],
+        )
+    ]
 
 
 def _unknown_outcomes(t: Terminal, now: int) -> list[Finding]:
