@@ -376,3 +376,35 @@ def test_reconcile_reads_evicted_batches_from_the_archive_and_never_calls_them_m
     archive.rename(tmp_path / "nas-unplugged")  # the archive away: left out on both sides, said so
     result = reconcile(t, host.data_dir)
     assert [d["kind"] for d in result["differences"]] == ["not_compared"] and result["host_rows"] == 0
+
+
+def test_a_disk_another_program_fills_to_the_last_byte_still_settles(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    # The ballast released and the reserve topped up on a disk with nothing else free: the
+    # top-up must leave the WAL room to checkpoint, or the settlement's own commit fails.
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    fs = tmpfs_factory("6m")
+    t = Terminal.init(fs.path / "till", terminal_id="TVFULL61", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    cards = ["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117", "3530111333300000"]
+    for i in range(50):
+        assert t.sale(100 + i * 997 % 50_000, cards[i % 5], "3012", idem_key=f"k{i}").status == "approved"
+    t.close()
+    fs.fill()  # another program takes every free byte
+    t = Terminal.open(fs.path / "till", exclusive=True)
+    try:
+        host.set_faults({"decline": {"mtis": ["0500"]}})  # and the host cannot settle for a while
+        try:
+            refused = None
+            for i in range(600):
+                r = t.sale(200 + i * 991 % 50_000, cards[i % 5], "3012", idem_key=f"f{i}")
+                if r.status != "approved":
+                    refused = r
+                    break
+        finally:
+            host.set_faults(None)
+        assert refused is not None and refused.status == "refused" and refused.invoice is None, refused
+        assert "sales can be taken" in refused.reason or "full" in refused.reason
+        report = t.settle()
+        assert report.ok and report.balanced
+    finally:
+        t.close()

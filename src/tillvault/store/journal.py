@@ -707,7 +707,11 @@ class Journal:
             free = self.free_page_bytes()
             try:
                 st = os.statvfs(self.path.parent)
-                room = st.f_bavail * st.f_frsize - GROW_SLACK_BYTES
+                # Every page grown is written twice before it settles: into the WAL, then into the
+                # database file at the checkpoint (and the filler's DELETE logs it again). Half the
+                # room, after the WAL's own limit: a top-up never leaves the WAL a checkpoint it
+                # cannot complete (the next commit, a settlement's, would fail).
+                room = (st.f_bavail * st.f_frsize - GROW_SLACK_BYTES - self.wal_limit_bytes) // 2
             except OSError:
                 room = 0
             target_bytes = min(target_bytes, free + max(0, room) // PAGE_SIZE * PAGE_SIZE)
