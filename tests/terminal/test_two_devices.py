@@ -66,6 +66,9 @@ def test_device_b_full_mid_day_then_back(tmpfs_factory, host: HostProcess) -> No
         assert alerts and alerts[0]["device"] == "B" and alerts[0]["state"] == "full"
         assert "storage device B is full: running on A only" in alerts[0]["message"]
         assert "存储设备B已满" in alerts[0]["message_zh"]
+        with Terminal.open(a.path / "data") as reader:  # `tillvault status` in another process
+            [seen] = [d for d in reader.status()["devices"] if d["name"] == "B"]
+            assert seen["state"] == "full", seen  # not "behind A: re-copied by the next sale"
         report = t.settle()
         assert report.balanced and report.totals.sales_count == 10 + len(after)
         filler.unlink()

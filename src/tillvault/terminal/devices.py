@@ -201,7 +201,11 @@ class DeviceSet:
             elif journal.tip != t.journal.tip or (marker_generation(dev.root) or 0) < self.generation():
                 if not may_resilver:
                     journal.close()
-                    self._degrade(name, "stale", f"storage device {name} is behind {self.primary}")
+                    if _room(dev.root) < _size(t.journal.path):  # a copy would not fit: say so, not "soon"
+                        why = f"storage device {name} is full: it cannot take a copy of {self.primary}"
+                        self._degrade(name, "full", why)
+                    else:
+                        self._degrade(name, "stale", f"storage device {name} is behind {self.primary}")
                     return False
                 t.journal.resilver(journal)  # re-copy the primary onto it and verify the tip
                 write_marker(dev.root, terminal_uuid=t.config.terminal_uuid, device=name, generation=self.generation())
@@ -416,6 +420,20 @@ class DeviceSet:
         unrepaired = [p for p in (*segs, *lost) if "repaired" not in p]
         report["ok"] = not bad_primary and not bad_second and not unrepaired
         return report
+
+
+def _room(folder: Path) -> int:
+    """Free bytes on ``folder``'s filesystem (0 when it cannot be read)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _size(path: Path) -> int:
+    """Bytes of a journal with its WAL (what a re-copy writes)."""
+    return sum(os.stat(f"{path}{s}").st_size for s in ("", "-wal") if os.path.exists(f"{path}{s}"))
 
 
 def _strictly_ahead(other: Journal, primary: Journal) -> bool | None:
