@@ -423,6 +423,13 @@ def test_the_transaction_list_reaches_batches_that_left_for_the_archive_when_ask
     assert out.returncode == 0 and len(json.loads(out.stdout)) == len(listed)
     assert "could not be read from the archive" in out.stderr
     (tmp_path / "nas-unplugged").rename(archive)
+    # A local segment damaged on this device is named as such, not as the archive's.
+    [local] = [seg["name"] for seg in Terminal.open(data).tiers.catalogue() if seg["local"]]
+    with open(data / "segments" / local, "r+b") as f:
+        f.seek(200)
+        f.write(b"\xff" * 64)
+    out = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=60)
+    assert "on this device cannot be read" in out.stderr and "from the archive" not in out.stderr
     out = subprocess.run(
         [*cli, "--archived", "--date", "2026-11-20", "--json"], capture_output=True, text=True, timeout=60
     )

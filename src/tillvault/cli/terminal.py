@@ -282,10 +282,19 @@ def tx_list(
             )
 
     rows = guarded(run, as_json=as_json)
-    if unread:
+    damaged = [u for u in unread if u.endswith("(damaged on this device)")]
+    away = [u for u in unread if u not in damaged]
+    if away:
         print(
-            f"note: {len(unread)} batch segment(s) that left the terminal could not be read from the archive now "
-            f"({', '.join(unread[:3])}{'...' if len(unread) > 3 else ''}): their transactions are not listed",
+            f"note: {len(away)} batch segment(s) that left the terminal could not be read from the archive now "
+            f"({', '.join(away[:3])}{'...' if len(away) > 3 else ''}): their transactions are not listed",
+            file=sys.stderr,
+        )
+    if damaged:
+        print(
+            f"note: {len(damaged)} sealed batch segment(s) on this device cannot be read "
+            f"({', '.join(damaged[:3])}{'...' if len(damaged) > 3 else ''}): their transactions are not listed; "
+            "run tillvault scrub (it repairs from device B or the archive where a good copy is)",
             file=sys.stderr,
         )
     if as_json:

@@ -466,7 +466,8 @@ class Tiers:
                             raise ArchiveUnavailable(seg["name"])
                         rows = read_segment(held[0], self.keyring, data=held[1])
                 except (ArchiveUnavailable, OSError, StorageError, KeyRingError):
-                    missing.append(seg["name"])
+                    # A local copy that cannot be read is damaged here, not away in the archive.
+                    missing.append(f"{seg['name']} (damaged on this device)" if seg["local"] else seg["name"])
                     continue
                 yield from reversed(rows)
 
