@@ -467,3 +467,29 @@ def test_the_list_is_newest_first_across_tiers_and_reads_no_segment_it_does_not_
     unread = []
     rows = t.transactions(archived=True, unread=unread)
     assert [r["invoice"] for r in rows] == sorted(batches[2] + batches[0], reverse=True) and unread == [second]
+
+
+def test_what_a_killed_seal_fetch_or_eviction_left_is_removed_by_the_next_cleanup(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    assert t.sale(1_000, VISA, EXPIRY).status == "approved"
+    assert t.settle().ok
+    t.retention.transactions_local_days = 0
+    t.cleanup()
+    [seg] = t.tiers.catalogue()
+    assert not seg["local"]
+    folder = t.tiers.folder
+    leftovers = [
+        folder / f".{seg['name']}.x1y2.tmp",  # a seal killed before its rename
+        folder / f".fetch-{seg['name']}",  # a fetch killed half-way
+        folder / seg["name"],  # an eviction killed between the catalogue and the unlink
+    ]
+    for path in leftovers:
+        path.write_bytes(b"\\0" * 50_000)
+    report = t.cleanup()
+    assert not any(p.exists() for p in leftovers), [p.name for p in leftovers if p.exists()]
+    assert "segment leftovers" in " ".join(report.actions)
+    assert (archive / seg["name"]).exists(), "the archive's copy is untouched"

@@ -81,6 +81,25 @@ class Tiers:
         #: The aggregates of every local segment for one catalogue list (see :meth:`aggregates`).
         self._aggregates_list: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 
+    def remove_leftovers(self) -> int:
+        """Remove what a killed process left in the segment folders (caller holds the terminal's
+        lock): a half-written ``.seg-*.tmp``, a half-fetched ``.fetch-*``, and the local copy of a
+        segment the catalogue says was evicted (killed between the two steps). Returns bytes freed."""
+        evicted = {seg["name"] for seg in self._catalogue_rows() if not seg["local"]}
+        freed = 0
+        for folder in (self.folder, self.mirror_folder):
+            if folder is None or not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                name = path.name
+                stale = (name.startswith(".seg-") and name.endswith(".tmp")) or name.startswith(".fetch-")
+                if stale or name in evicted:
+                    with contextlib.suppress(OSError):
+                        size = path.stat().st_size
+                        path.unlink()
+                        freed += size
+        return freed
+
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""
         path = self.folder / name

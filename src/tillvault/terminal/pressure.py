@@ -144,6 +144,7 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
         freed = t.caches.clean(aggressive=rank(level) >= rank("high"))
         with contextlib.suppress(OSError):
             freed["update leftovers"] = t.updates.remove_leftovers()  # a package write that was killed
+            freed["segment leftovers"] = t.tiers.remove_leftovers()  # a seal, fetch or eviction killed
         if sum(freed.values()):
             report.actions.append(f"cleaned caches: {sum(freed.values()):,} B ({freed})")
         try:
