@@ -642,6 +642,7 @@ def test_a_report_from_the_future_a_replay_or_a_skewed_clock_cannot_hide_a_termi
         ({"alerts": 5}, "'alerts' must be a list"),
         ({"alerts": [{"message": "a\u0000b"}]}, "'alerts[0].message'"),
         ({"runway_days": -5}, "'runway_days'"),
+        ({"runway_days": -0.5}, "'runway_days'"),
         ({"free_bytes": 2**62}, "'free_bytes'"),
     ],
 )
@@ -673,6 +674,13 @@ def test_nan_infinite_or_deep_json_and_absurd_history_are_refused_not_a_500(
         assert refused.value.code == expected, raw[:80]
     for days in ("100000000", "99999999999999999999", "0"):
         assert _get(service + f"/api/v1/terminals/TVFLEET1/history?days={days}")[0] == 422
+
+
+def test_a_big_disk_growing_slowly_reports_a_runway_of_millions_of_days(
+    service: str, terminals: list[Terminal]
+) -> None:
+    code, answer = _post(service + "/api/v1/health", {**health_report(terminals[0]), "runway_days": 2_500_000.0})
+    assert code == 200 and answer["stored"] is True
 
 
 def test_the_fleet_api_pages_most_at_risk_first(service: str, terminals: list[Terminal]) -> None:

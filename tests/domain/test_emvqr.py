@@ -672,3 +672,8 @@ def test_a_country_that_iso_3166_does_not_assign_is_an_error(code: str, message:
     assert [e for e in result.errors if e.startswith("tag 58")] and message in result.errors[0]
     with pytest.raises(InvalidInput, match=message):
         build_qr(name="A", city="B", country=code, currency="SGD", mcc="5812", accounts=[{"gui": "SG.PAYNOW"}])
+
+
+def test_an_account_that_opens_with_the_identifier_but_is_cut_is_an_error_not_a_plain_value() -> None:
+    broken = _recrc(BASE[:-4].replace("0009SG.", "0099SG.", 1))  # the GUI's length garbled
+    assert not parse_qr(broken).valid

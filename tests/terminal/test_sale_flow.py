@@ -161,6 +161,13 @@ def test_a_decline_carries_the_hosts_own_words(make_terminal: Callable[..., Term
     assert t.sale(100_00, VISA, EXPIRY).status == "approved"
 
 
+def test_the_hosts_words_are_masked_before_they_are_cut() -> None:
+    from tillvault.terminal.sale import _host_text
+
+    text = _host_text({"63": "x" * 180 + " card 4111111111111111 blocked"})
+    assert "41111111111111" not in text and "411111******" in text
+
+
 def test_offline_queue_waits_on_its_head_then_drains_in_order_across_pages(
     make_terminal: Callable[..., Terminal], host: HostProcess, host_ledger: HostLedger
 ) -> None:

@@ -338,9 +338,20 @@ def _suspect(fields: list[_Field]) -> str:
 _TEMPLATE_TAGS = frozenset([f"{t:02d}" for t in range(26, 52)] + ["62", "64"])
 
 
+def _opaque_account(f: _Field) -> bool:
+    """A merchant account (26-51) that is one value, not sub-fields: it does not open with the
+    identifier sub-field (``00`` and a length) and does not read as sub-fields either (Peru's
+    Yape: a bare 32-hex id)."""
+    return (
+        "26" <= f.tag <= "51"
+        and not re.match(r"00[0-9]{2}", f.value)
+        and not _split(f.value, f.pos + 4, f"tag {f.tag}", [])[1]
+    )
+
+
 def _breaks_inside(f: _Field) -> bool:
-    """A template whose sub-fields start well but do not fill it (an opaque value does not count)."""
-    if f.tag not in _TEMPLATE_TAGS:
+    """A template whose sub-fields start well but do not fill it (an opaque account does not count)."""
+    if f.tag not in _TEMPLATE_TAGS or _opaque_account(f):
         return False
     subs, complete = _split(f.value, 0, "tag", [])
     return not complete and bool(subs)
@@ -436,7 +447,7 @@ def _parse_account(f: _Field, res: QRParseResult) -> None:
         scheme = _CARD_SCHEME_TAGS.get(f.tag, "EMVCo reserved")
         res.accounts.append(MerchantAccount(tag=f.tag, value=f.value, scheme=scheme))
         return
-    if _split(f.value, f.pos + 4, f"tag {f.tag}", []) == ([], False):
+    if _opaque_account(f):
         # Not sub-fields at all (Peru's Yape puts a bare 32-hex id here): kept whole, as tags 80-99 are.
         res.warnings.append(
             f"tag {f.tag}: merchant account is not a template of sub-fields (no globally unique "

@@ -687,7 +687,7 @@ def _host_text(reply: dict[str, str]) -> str:
     """The host's own words for a decline (field 63, "terminal not activated: ..."), as a suffix:
     printable, at most 200 characters, any card number masked; "" when there are none."""
     text = "".join(c for c in reply.get("63", "") if c.isprintable()).strip()
-    return f" ({redact_pans(text[:200])})" if text else ""
+    return f" ({redact_pans(text)[:200]})" if text else ""  # masked before it is cut: no half card left
 
 
 #: An idempotency key: the caller's order or request id, kept with the transaction.
