@@ -365,7 +365,8 @@ def test_a_journal_on_a_that_lost_its_last_writes_is_recopied_from_b(tmp_path: P
         approved = {r["invoice"]: r["status"] for r in t.records.list()}
         assert all(approved[i] == "approved" for i in later), "no approved sale is reversed or lost"
         assert len(approved) == 10 and t.journal.tip == t.devices.b_journal.tip  # type: ignore[union-attr]
-        assert any(e["kind"] == "repaired" for e in t.devices.events)
+        assert t.devices.primary == "B", "the device that holds every sale is the one sold on"
+        assert t.sale(5_000, PANS[60], "3012").invoice == max(later) + 1
     finally:
         t.close()
 
@@ -405,3 +406,38 @@ def test_two_copies_that_diverged_are_neither_overwritten(tmp_path: Path) -> Non
     finally:
         one.close()
         two.close()
+
+
+def test_a_device_a_behind_b_with_no_room_for_b_s_copy_never_takes_a_sale_on_its_old_copy(
+    tmpfs_factory,
+    host: HostProcess,  # type: ignore[no-untyped-def]
+) -> None:
+    import shutil
+
+    a, b = tmpfs_factory("8m"), tmpfs_factory("16m")
+    t = _make(a.path, b.path, host, "TV2DEV23")
+    _sell(t, 5)
+    t.close()
+    snapshot = b.path / "snap"
+    snapshot.mkdir()
+    for p in _journal_files(a.path / "data"):
+        shutil.copy2(p, snapshot / p.name)
+    t = Terminal.open(a.path / "data", exclusive=True)
+    later = _sell(t, 5, start=5)
+    t.close()
+    for p in _journal_files(a.path / "data"):
+        p.unlink()
+    for p in snapshot.iterdir():
+        shutil.copy2(p, a.path / "data" / p.name)  # A five sales behind B
+    filler = a.fill()  # and no room on A for B's copy
+    try:
+        t = Terminal.open(a.path / "data", exclusive=True)
+        try:
+            assert t.devices.primary == "B"
+            r = t.sale(5_000, PANS[70], "3012")
+            assert r.status == "approved" and r.invoice == max(later) + 1, "never invoice 6 again"
+            assert all(t.find_transaction(i)["status"] == "approved" for i in later)
+        finally:
+            t.close()
+    finally:
+        filler.unlink()

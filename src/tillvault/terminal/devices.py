@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +89,35 @@ def choose_primary(data_dir: Path, device_b: str | None) -> tuple[str, Path]:
     b_has = (Path(device_b) / JOURNAL_NAME).exists()
     if b_has and not (data_dir / JOURNAL_NAME).exists():
         return "B", Path(device_b)  # A's journal was lost: B holds the transactions
+    if b_has and _journal_ahead(Path(device_b) / JOURNAL_NAME, data_dir / JOURNAL_NAME):
+        return "B", Path(device_b)  # A lost its last writes (its WAL cut short): B holds them
     if gen_b is not None and (gen_a is None or gen_b > gen_a) and b_has:
+        if _journal_ahead(data_dir / JOURNAL_NAME, Path(device_b) / JOURNAL_NAME):
+            return "A", data_dir  # B's generation is higher, but A holds all B has and more
         return "B", Path(device_b)
     return "A", data_dir
+
+
+def _journal_ahead(other: Path, primary: Path) -> bool:
+    """True when the journal at ``other`` provably holds all of ``primary``'s and more."""
+    if not other.exists() or not primary.exists():
+        return False
+    a = b = None
+    try:
+        a, b = Journal(primary).open(), Journal(other).open()
+        return _strictly_ahead(b, a) is True
+    except (TillVaultError, OSError, sqlite3.Error):
+        return False
+    finally:
+        for j in (a, b):
+            if j is not None:
+                j.close()
+
+
+class _PrimaryBehind(TillVaultError):
+    """The primary misses writes another device holds and cannot be made whole now."""
+
+    exit_code = 3
 
 
 def missing_journal(data_dir: Path, device_b: str | None) -> str | None:
@@ -177,8 +204,10 @@ class DeviceSet:
                 journal.close()
                 why = (
                     f"storage devices {self.primary} and {name} hold different transactions (neither copy "
-                    "contains the other): nothing was overwritten; run tillvault scrub and call support"
+                    "provably contains the other): nothing was overwritten; run tillvault scrub and call support"
                 )
+                if may_resilver:  # never sell on a copy that may lack approved sales
+                    raise _PrimaryBehind(why)
                 self._degrade(name, "failed", why)
                 return False
             if ahead:
@@ -188,7 +217,14 @@ class DeviceSet:
                     journal.close()
                     self._degrade(self.primary, "stale", f"storage device {self.primary} is behind {name}")
                     return False
-                journal.resilver(t.journal)
+                try:
+                    journal.resilver(t.journal)
+                except (TillVaultError, OSError, sqlite3.Error) as exc:
+                    raise _PrimaryBehind(
+                        f"storage device {self.primary} misses transactions that {name} holds and could not "
+                        f"take {name}'s copy ({exc}): free space on {self.primary}, then open the terminal again "
+                        "(nothing was overwritten; no sale is taken on the copy that is behind)"
+                    ) from exc
                 first = self.devs[self.primary]
                 first.state, first.reason, first.since_ms = "ok", "", 0
                 self._note(
@@ -214,6 +250,8 @@ class DeviceSet:
             self.secondary_journal = journal
             t.tiers.mirror_folder = dev.root / "segments"
             t.tiers.mirror_all()
+        except _PrimaryBehind:
+            raise
         except (TillVaultError, OSError) as exc:
             self._degrade(name, _state_of(str(exc)), f"storage device {name} could not be attached: {exc}")
             return False
@@ -446,8 +484,10 @@ def _strictly_ahead(other: Journal, primary: Journal) -> bool | None:
     if seq == 0:
         return True  # an empty journal is a prefix of any
     row = other.conn.execute("SELECT chain FROM events WHERE seq = ?", (seq,)).fetchone()
-    if row is None:
-        return True  # sealed away on the other device already: it is far ahead
+    if row is None:  # sealed away on the other device: provable only where its anchor stands
+        row = other.conn.execute("SELECT chain FROM chain_anchor WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            return None
     return None if bytes(row[0]) != chain else True
 
 
