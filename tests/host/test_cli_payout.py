@@ -43,7 +43,7 @@ def data(tmp_path: Path) -> Path:
     Driver(directory).close()  # create the ledger
     code, fees = host("fees", "set", "--rate", "0.60%", "--debit-rate", "0.50%", "--debit-cap", "20.00", data=directory)
     assert code == 0, fees
-    assert [r["name"] for r in fees["rules"]] == ["MDR debit 0.50% cap 20.00 CNY", "MDR 0.60%"]
+    assert [r["name"] for r in fees["rules"]] == ["MDR debit 0.50% cap 20.00 CNY", "MDR debit 0.50%", "MDR 0.60%"]
     code, out = host("account", "set", "--pan", UNIONPAY_DEBIT, "--card-type", "debit", data=directory)
     assert code == 0 and out["card_type"] == "debit", out
     code, cal = host("calendar", "set", "--holiday", "2025-06-16", data=directory)
@@ -139,7 +139,7 @@ def test_fees_show_merchant_override_and_back(data: Path) -> None:
     code, out = host("fees", "show", "--merchant", MERCHANT, data=data)
     assert out["rules"][0]["name"] == "MDR 0.38%"
     code, out = host("fees", "set", "--merchant", MERCHANT, "--default", data=data)
-    assert code == 0 and [r["rate_ppm"] for r in out["rules"]] == [5000, 6000]
+    assert code == 0 and [r["rate_ppm"] for r in out["rules"]] == [5000, 5000, 6000]
 
 
 def test_fees_set_from_a_file_and_refusals(data: Path, tmp_path: Path) -> None:

@@ -240,6 +240,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
                                 currency=cur.numeric if capped is not None else None,
                             )
                         )
+                        if capped is not None:  # the cap is of one currency; the card type's rate is not
+                            rules.append(FeeRule(parse_rate(r), card_type=card_type))
                     elif c is not None:
                         raise InvalidInput(f"--{card_type}-cap needs --{card_type}-rate")
                 cap_minor, min_minor = amount(cap, "--cap"), amount(minimum, "--minimum")
