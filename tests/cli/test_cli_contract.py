@@ -122,16 +122,18 @@ def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host
         tv("sale", "--amount", amount, "--pan", "6212345678901235", "--expiry", "3012", data=data)
     (data / "ballast.bin").unlink()  # the emergency margin was used up earlier (its release is tested elsewhere)
     tmpfs.fill()
-    refused = None
-    for _ in range(200):  # the headroom above the reserve takes a few more, then admission refuses
-        _code, out, _ = tv(
-            "sale", "--amount", "1.00", "--pan", "6212345678901235", "--expiry", "3012", "--json", data=data, ok=(0, 1)
-        )
-        if out["status"] == "refused":
-            refused = out
-            break
-        assert out["status"] == "approved"
-    assert refused is not None and "full" in refused["reason"]
+    from tillvault.terminal.terminal import Terminal
+
+    with Terminal.open(data, exclusive=True) as t:  # the headroom above the reserve takes some more (quickly)
+        for _ in range(400):
+            r = t.sale(100, "6212345678901235", "3012")
+            if r.status == "refused":
+                break
+            assert r.status == "approved", r.reason
+    _code, refused, _ = tv(
+        "sale", "--amount", "1.00", "--pan", "6212345678901235", "--expiry", "3012", "--json", data=data, ok=(0, 1)
+    )
+    assert refused["status"] == "refused" and "full" in refused["reason"] and refused.get("invoice") is None
     _, settled, _ = tv("settle", "--json", data=data)
     assert settled["ok"] and settled["balanced"]  # (the terminal may already have settled on its own)
     _, rows, _ = tv("tx", "list", "--json", data=data)
