@@ -408,3 +408,21 @@ def test_a_disk_another_program_fills_to_the_last_byte_still_settles(tmpfs_facto
         assert report.ok and report.balanced
     finally:
         t.close()
+
+
+def test_a_device_that_replaces_another_under_its_terminal_id_settles_its_own_batch(
+    make_terminal: Callable[..., Terminal], host_ledger: HostLedger
+) -> None:
+    import time
+
+    old = make_terminal("old", terminal_id="TVREUSE1")
+    _sell(old, [5_000, 7_000])
+    assert old.settle().ok  # batch 1 settled at the host
+    time.sleep(1.1)  # (the new device's STANs start from the time of its first message)
+    new = make_terminal("new", terminal_id="TVREUSE1")  # a new device: its batches start at 1 again
+    first, second = _sell(new, [1_000, 1_200])
+    voided = new.void(second)
+    assert voided.status == "approved", voided.reason  # not "12: the sale's batch is settled"
+    report = new.settle()
+    assert report.ok and report.balanced and report.totals.sales_count == 1 and report.totals.sales_amount == 1_000
+    assert new.find_transaction(first)["status"] == "approved"

@@ -650,6 +650,18 @@ class HostLedger:
             " FROM authorizations WHERE terminal_id = ? AND batch = ? AND proc_code IN (?, ?)"
         )
         args: list[Any] = [terminal_id, batch, PROC_SALE, PROC_REFUND]
+        # A number settled before and used again (a device that replaced another under the same
+        # terminal id, a restored one): the batch is what came after the last settlement before
+        # its newest transaction, never the earlier batch's rows too.
+        since = self._one(
+            "SELECT max(s.created_at) AS t FROM settlements s WHERE s.terminal_id = ? AND s.batch = ?"
+            " AND (s.response = '00' OR s.business_date IS NOT NULL) AND s.created_at < ("
+            "SELECT max(a.created_at) FROM authorizations a WHERE a.terminal_id = ? AND a.batch = ?)",
+            (terminal_id, batch, terminal_id, batch),
+        )
+        if since is not None and since["t"] is not None:
+            sql += " AND created_at > ?"
+            args.append(since["t"])
         if currency is not None:
             sql += " AND currency = ?"
             args.append(currency)
@@ -697,12 +709,14 @@ class HostLedger:
                 ),
             )
 
-    def batch_settled(self, terminal_id: str, batch: int) -> bool:
-        """True once the batch was settled: a 0500 answered "00", or a 960000 settled on the host's figures."""
+    def batch_settled(self, terminal_id: str, batch: int, *, since: str | None = None) -> bool:
+        """True once the batch was settled: a 0500 answered "00", or a 960000 settled on the host's
+        figures; with ``since`` (a ``created_at``), settled after that moment (a batch number used
+        again after its settlement holds transactions the earlier settlement did not)."""
         row = self._one(
             "SELECT 1 FROM settlements WHERE terminal_id = ? AND batch = ?"
-            " AND (response = '00' OR business_date IS NOT NULL)",
-            (terminal_id, batch),
+            " AND (response = '00' OR business_date IS NOT NULL) AND created_at > ?",
+            (terminal_id, batch, since or ""),
         )
         return row is not None
 

@@ -282,7 +282,9 @@ class MessageProcessor:
             return decline("12", "void card differs from the sale's card")
         if original.amount != iso.field_int(request, "4"):
             return decline("13", "void amount differs from the sale's amount")
-        if original.batch is not None and self.ledger.batch_settled(request["41"], original.batch):
+        if original.batch is not None and self.ledger.batch_settled(
+            request["41"], original.batch, since=original.created_at
+        ):
             return decline("12", "sale's batch is settled: refund instead")
         cancel = self.ledger.cancel(original.transfer_id, "void", f"void of {original.rrn}")
         self.ledger.update_auth(original.id, status="voided")
@@ -341,7 +343,7 @@ class MessageProcessor:
             record.proc_code == iso.PROC_VOID
             and record.status == "approved"
             and record.batch is not None
-            and self.ledger.batch_settled(record.terminal_id, record.batch)
+            and self.ledger.batch_settled(record.terminal_id, record.batch, since=record.created_at)
         ):
             return "the voided sale's batch is settled: the void stands"
         return None
