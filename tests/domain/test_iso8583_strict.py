@@ -155,19 +155,19 @@ def _messages(draw: st.DrawFn) -> dict[str, Any]:
 # --- equivalence with the reference -------------------------------------------------------------
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(_wire_bytes())
 def test_decode_agrees_with_a_full_re_encode_check(data: bytes) -> None:
     assert _outcome(iso.decode, data) == _outcome(_reference_decode, data)
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(_messages())
 def test_encode_agrees_with_checking_every_field_one_by_one(message: dict[str, Any]) -> None:
     assert _outcome(iso.encode, message) == _outcome(_reference_encode, message)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=500)
 @given(st.sampled_from(sorted(iso._FIELDS)), st.data())
 def test_precompiled_field_pattern_accepts_exactly_what_check_value_accepts(key: str, data: st.DataObject) -> None:
     _, _, length, _ = iso._FIELDS[key]
@@ -258,7 +258,7 @@ def test_decode_accepts_empty_variable_fields_and_fields_above_64() -> None:
 # --- the one-pass paths (no pyiso8583) against the checked ones ----------------------------------
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(_wire_bytes())
 def test_one_pass_decode_accepts_exactly_the_canonical_messages_with_the_same_result(data: bytes) -> None:
     expected = _outcome(_reference_decode, data)
@@ -269,7 +269,7 @@ def test_one_pass_decode_accepts_exactly_the_canonical_messages_with_the_same_re
         assert list(fast) == list(iso._decode_checked(data))  # same keys, same order
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(_messages())
 def test_one_pass_encode_writes_the_bytes_pyiso8583_writes(message: dict[str, Any]) -> None:
     # a dict takes the one-pass path; any other mapping the checked one
