@@ -71,6 +71,7 @@ def test_sim_cli_rejects_bad_options() -> None:
         (["--outage", "0@10:75"], "the minute must be below 60"),
         (["--settlement-outage", "3@20:00"], "--settlement-outage starts on day 3"),
         (["--per-day", "100000000"], "--per-day must be 0 to 100,000"),
+        (["--capacity", "1KB"], "--capacity 1KB is below the"),
         (["--report", "/proc/no/such/report.html"], "--report /proc/no/such/report.html cannot be written"),
     ],
 )

@@ -212,6 +212,17 @@ class Scenario:
             out.append(f"--days must be 1 to {MAX_DAYS:,}, got {self.days}")
         if not 0 <= self.per_day <= MAX_PER_DAY:
             out.append(f"--per-day must be 0 to {MAX_PER_DAY:,} (sales a weekday), got {self.per_day}")
+        try:
+            capacity = parse_size(self.capacity)
+        except ValueError as exc:
+            out.append(f"--capacity: {exc}")
+        else:
+            from tillvault.store.space import SpacePolicy
+            from tillvault.terminal.terminal import minimum_capacity
+
+            need = minimum_capacity(SpacePolicy.from_dict({}))
+            if capacity < need:
+                out.append(f"--capacity {self.capacity} is below the {need:,} B a terminal needs")
         if not (math.isfinite(self.surge) and 1 <= self.surge <= MAX_SURGE):
             out.append(f"--surge must be 1 (no surge) to {MAX_SURGE:g}, got {self.surge:g}")
         last = f"0 to {self.days - 1} (days count from 0 in a {self.days}-day run)"
