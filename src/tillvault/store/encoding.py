@@ -96,6 +96,12 @@ def row_checksum(values: dict[str, Any]) -> bytes:
     return h.digest()
 
 
+def row_intact(row: Any) -> bool:
+    """Whether a stored row (an ``sqlite3.Row`` with its ``checksum`` column) still matches its checksum."""
+    values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
+    return row_checksum(values) == bytes(row["checksum"])
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One journal entry as stored."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -15,6 +16,17 @@ def fsync_dir(folder: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_files(paths: Iterable[Path]) -> int:
+    """Unlink each path that can be (a file gone or busy is skipped); returns the bytes freed."""
+    freed = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+    return freed
 
 
 def write_atomic(path: Path | str, data: bytes, *, mode: int = 0o644) -> None:

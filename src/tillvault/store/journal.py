@@ -33,7 +33,7 @@ from tillvault.store.encoding import (
     chain_hash,
     decode,
     event_checksum,
-    row_checksum,
+    row_intact,
 )
 from tillvault.store.fsutil import fsync_dir
 
@@ -664,8 +664,7 @@ class Journal:
                     prev_seq, prev_chain = event.seq, event.chain
                 for row in conn.execute("SELECT * FROM transactions ORDER BY invoice"):
                     report.checked += 1
-                    values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
-                    if row_checksum(values) != bytes(row["checksum"]):
+                    if not row_intact(row):
                         report.add(
                             "transactions",
                             f"transaction invoice {row['invoice']}: row checksum mismatch",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tillvault.errors import InvalidInput, TransactionNotFound
-from tillvault.store.encoding import canonical, decode, row_checksum
+from tillvault.store.encoding import canonical, decode, row_checksum, row_intact
 from tillvault.store.journal import SALE, SETTLEMENT, Journal, WriteContext, now_ms
 from tillvault.store.schema import LIVE_SALE
 
@@ -166,12 +166,8 @@ class Records:
     def damaged_rows(self, batch: int) -> list[int]:
         """Invoices of ``batch`` whose row no longer matches its checksum (changed on disk after
         it was written): such a batch must not be totalled, uploaded or sealed as it stands."""
-        bad = []
-        for row in self.journal.conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,)):
-            values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
-            if row_checksum(values) != bytes(row["checksum"]):
-                bad.append(int(row["invoice"]))
-        return bad
+        rows = self.journal.conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,))
+        return [int(row["invoice"]) for row in rows if not row_intact(row)]
 
     def current_batch(self) -> int:
         """The open batch number (1 before the first sale)."""

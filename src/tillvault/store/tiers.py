@@ -23,6 +23,7 @@ from typing import Any
 
 from tillvault.errors import DeviceFailed, InvalidInput, JournalCorrupt, KeyRingError, StorageError, StorageFull
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
+from tillvault.store.fsutil import remove_files
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
 from tillvault.store.records import TX_COLUMNS, Records
@@ -86,19 +87,12 @@ class Tiers:
         lock): a half-written ``.seg-*.tmp``, a half-fetched ``.fetch-*``, and the local copy of a
         segment the catalogue says was evicted (killed between the two steps). Returns bytes freed."""
         evicted = {seg["name"] for seg in self._catalogue_rows() if not seg["local"]}
-        freed = 0
-        for folder in (self.folder, self.mirror_folder):
-            if folder is None or not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                name = path.name
-                stale = (name.startswith(".seg-") and name.endswith(".tmp")) or name.startswith(".fetch-")
-                if stale or name in evicted:
-                    with contextlib.suppress(OSError):
-                        size = path.stat().st_size
-                        path.unlink()
-                        freed += size
-        return freed
+
+        def left(name: str) -> bool:
+            return (name.startswith(".seg-") and name.endswith(".tmp")) or name.startswith(".fetch-") or name in evicted
+
+        folders = [f for f in (self.folder, self.mirror_folder) if f is not None and f.is_dir()]
+        return remove_files(p for f in folders for p in f.iterdir() if left(p.name))
 
     def segment_path(self, name: str) -> Path:
         """Where a segment's local copy lives (device A, else device B)."""

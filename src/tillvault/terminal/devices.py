@@ -237,7 +237,7 @@ class DeviceSet:
             elif journal.tip != t.journal.tip or (marker_generation(dev.root) or 0) < self.generation():
                 if not may_resilver:
                     journal.close()
-                    if _room(dev.root) < _size(t.journal.path):  # a copy would not fit: say so, not "soon"
+                    if not self._room_for_copy(dev):  # maintain would not re-copy it: say so, not "soon"
                         why = f"storage device {name} is full: it cannot take a copy of {self.primary}"
                         self._degrade(name, "full", why)
                     else:
@@ -260,18 +260,27 @@ class DeviceSet:
         dev.state, dev.reason, dev.since_ms = "ok", "", 0
         return True
 
+    def _room_for_copy(self, dev: DeviceState) -> bool:
+        """Whether ``dev``'s filesystem can take a copy of the primary's journal and its reserve."""
+        try:
+            st = os.statvfs(dev.root)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize > self.t.journal.file_bytes() + self.t.space.reserve_bytes()
+
     def maintain(self) -> None:
         """Between sales (lock held): bring a returned device back, keep its physical reserve."""
         name = self.secondary
         if name is None or self.t._lock_fd is None:
             return
         dev = self.devs[name]
-        if self.t.journal.mirror is None and not check_marker(
-            dev.root, terminal_uuid=self.t.config.terminal_uuid, device=name
+        uuid = self.t.config.terminal_uuid
+        if (  # (the marker is read only while there is no mirror: not between every two sales)
+            self.t.journal.mirror is None
+            and not check_marker(dev.root, terminal_uuid=uuid, device=name)
+            and self._room_for_copy(dev)
         ):
-            st = os.statvfs(dev.root)
-            if st.f_bavail * st.f_frsize > self.t.journal.file_bytes() + self.t.space.reserve_bytes():
-                self.attach(may_resilver=True)
+            self.attach(may_resilver=True)
         journal = self.secondary_journal
         if journal is not None and self.t.journal.mirror is journal:
             with contextlib.suppress(TillVaultError):
@@ -458,20 +467,6 @@ class DeviceSet:
         unrepaired = [p for p in (*segs, *lost) if "repaired" not in p]
         report["ok"] = not bad_primary and not bad_second and not unrepaired
         return report
-
-
-def _room(folder: Path) -> int:
-    """Free bytes on ``folder``'s filesystem (0 when it cannot be read)."""
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize
-
-
-def _size(path: Path) -> int:
-    """Bytes of a journal with its WAL (what a re-copy writes)."""
-    return sum(os.stat(f"{path}{s}").st_size for s in ("", "-wal") if os.path.exists(f"{path}{s}"))
 
 
 def _strictly_ahead(other: Journal, primary: Journal) -> bool | None:

@@ -69,7 +69,8 @@ def reconcile(t: Terminal, host_data: Path | str, *, batches: list[int] | None =
                 if r["invoice"] not in seen:
                     mine.append({**r, "extra": decode(r["extra"])} if isinstance(r.get("extra"), str) else r)
     compared = [b for b in chosen if b not in unreadable]
-    mine = [r for r in mine if r["batch"] in set(compared)]
+    kept = set(compared)
+    mine = [r for r in mine if r["batch"] in kept]
     ledger = HostLedger(Path(host_data))
     try:
         host_rows, payouts = host_views(ledger, t.config.terminal_id, compared)

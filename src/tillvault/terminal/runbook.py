@@ -20,6 +20,7 @@ from tillvault.domain import iso8583 as iso
 from tillvault.domain.money import format_amount
 from tillvault.errors import HostProtocolError, HostTimeout, HostUnavailable, MessageError
 from tillvault.terminal.pressure import _ways_out
+from tillvault.terminal.terminal import _is_url
 
 if TYPE_CHECKING:
     from tillvault.terminal.terminal import Terminal
@@ -295,7 +296,7 @@ def _archive(t: Terminal, status: dict[str, Any]) -> list[Finding]:
     if sink is not None and not sink.reachable():
         where = (
             "Check the network and the back office's address, and that TILLVAULT_BACKOFFICE_TOKEN is set."
-            if "://" in str(archive)
+            if _is_url(archive)
             else f"Plug in or mount the archive (NAS or USB disk) at {archive}."
         )
         return [

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tillvault.errors import ConfigError, InvalidInput, StorageFull
-from tillvault.store.fsutil import write_atomic
+from tillvault.store.fsutil import remove_files, write_atomic
 from tillvault.store.journal import SETTLEMENT, WriteContext
 
 if TYPE_CHECKING:
@@ -191,13 +191,7 @@ class Updates:
     def remove_leftovers(self) -> int:
         """Remove the temporary files of package writes that were killed (a SIGKILL leaves the
         half-written ``.VERSION.pkg.*.tmp``); returns the bytes freed."""
-        freed = 0
-        for tmp in (self.folder / "packages").glob(".*.pkg.*.tmp"):
-            with contextlib.suppress(OSError):
-                size = tmp.stat().st_size
-                tmp.unlink()
-                freed += size
-        return freed
+        return remove_files((self.folder / "packages").glob(".*.pkg.*.tmp"))
 
     def apply(self, manifest_path: Path, patch_path: Path | None = None) -> dict[str, Any]:
         """Apply a signed update (see the module's steps); returns what was installed.
