@@ -349,6 +349,12 @@ def test_a_row_changed_on_disk_is_never_settled_uploaded_or_sealed(
     t.journal.conn.execute("UPDATE transactions SET amount = amount + 1 WHERE invoice = ?", (later[0],))
     with pytest.raises(JournalCorrupt, match="is not sealed"):
         t.tiers.seal_batch(2)
+    # A value of a type no written row holds (a float, a blob) is damage too, named as such.
+    for bad in (4000.5, b"\x00\x01"):
+        t.journal.conn.execute("UPDATE transactions SET amount = ? WHERE invoice = ?", (bad, later[0]))
+        assert t.records.damaged_rows(2) == [later[0]]
+        with pytest.raises(JournalCorrupt, match=rf"{later[0]:06d} changed on disk"):
+            t.tiers.seal_batch(2)
 
 
 def test_reconcile_reads_evicted_batches_from_the_archive_and_never_calls_them_missing(

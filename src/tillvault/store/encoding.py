@@ -97,9 +97,22 @@ def row_checksum(values: dict[str, Any]) -> bytes:
 
 
 def row_intact(row: Any) -> bool:
-    """Whether a stored row (an ``sqlite3.Row`` with its ``checksum`` column) still matches its checksum."""
+    """Whether a stored row (an ``sqlite3.Row`` with its ``checksum`` column) still matches its checksum.
+
+    A value no written row can hold (a float, a blob) makes the row damaged, not an error: the
+    bytes are encoded as :func:`row_checksum` encodes them, without its refusal of floats.
+    """
     values = {k: row[k] for k in row.keys() if k != "checksum"}  # noqa: SIM118 (Row iterates values)
-    return row_checksum(values) == bytes(row["checksum"])
+    stored = row["checksum"]
+    if not isinstance(stored, bytes):
+        return False
+    try:
+        data = _ENCODE(values).encode("utf-8")
+    except (TypeError, ValueError):
+        return False
+    h = hashlib.blake2b(digest_size=CHECKSUM_BYTES, person=b"tillvault-row")
+    h.update(data)
+    return h.digest() == stored  # a checksum, not a secret
 
 
 @dataclass(frozen=True, slots=True)

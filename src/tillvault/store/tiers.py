@@ -23,6 +23,7 @@ from typing import Any
 
 from tillvault.errors import DeviceFailed, InvalidInput, JournalCorrupt, KeyRingError, StorageError, StorageFull
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
+from tillvault.store.encoding import row_intact
 from tillvault.store.fsutil import remove_files
 from tillvault.store.journal import SETTLEMENT, Journal, WriteContext
 from tillvault.store.keys import KeyRing
@@ -210,7 +211,8 @@ class Tiers:
             raise InvalidInput(f"batch {batch} is not closed; only a closed batch can be sealed")
         if conn.execute("SELECT 1 FROM segments WHERE batch = ?", (batch,)).fetchone():
             raise InvalidInput(f"batch {batch} is already sealed")
-        bad = self.records.damaged_rows(batch)
+        rows = conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,)).fetchall()
+        bad = [int(r["invoice"]) for r in rows if not row_intact(r)]
         if bad:  # sealed, a changed row would pass every later check as if it were what was written
             raise JournalCorrupt(
                 f"batch {batch:06d} is not sealed: transaction(s) {', '.join(f'{i:06d}' for i in bad[:5])} changed "
@@ -222,10 +224,7 @@ class Tiers:
             (batch,),
         ).fetchone()
         anchor = conn.execute("SELECT seq, chain FROM chain_anchor WHERE id = 1").fetchone()
-        records = [
-            {k: r[k] for k in TX_COLUMNS}
-            for r in conn.execute("SELECT * FROM transactions WHERE batch = ? ORDER BY invoice", (batch,))
-        ]
+        records = [{k: r[k] for k in TX_COLUMNS} for r in rows]  # the rows just checked, read once
         for r in records:  # the card is gone from sealed data: no encrypted PAN either
             if r["extra"]:
                 from tillvault.store.encoding import canonical, decode
