@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tillvault.errors import SegmentCorrupt
 from tillvault.store.archive import ArchiveUnavailable, DirectorySink, file_sha256
 from tillvault.store.segments import verify_segment
 from tillvault.terminal.terminal import Terminal
@@ -209,6 +210,51 @@ def test_scrub_reports_a_corrupted_segment(make_terminal: Callable[..., Terminal
     assert not report["ok"]
     assert any(p.get("segment") == path.name for p in report["problems"])
     assert verify_segment(path)
+
+
+def test_a_rotten_local_segment_is_fetched_back_from_the_archive_that_acknowledged_it(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    # One device, ageing flash: a sealed segment rots on the terminal. The archive acknowledged
+    # it, so scrub brings the archive's copy back (checked against the catalogue's digest).
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    invoices = _day(t, 8)
+    later = _day(t, 8, start=300)
+    newest = _day(t, 3, start=500)
+    sink = t.archive_sink()
+    assert sink is not None and t.tiers.offload(sink, limit=1).offloaded == 1
+    acked, unacked, intact = t.tiers.catalogue()
+    assert acked["acked_ms"] is not None and unacked["acked_ms"] is None
+    for seg in (acked, unacked):
+        path = t.tiers.segment_path(seg["name"])
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+    # Before any repair: a damaged segment hides no other one, the archive answers for what it
+    # acknowledged, and what only the damaged copy held is named as such (not "not found").
+    assert t.find_transaction(newest[0])["amount"] == 500
+    assert t.find_transaction(invoices[1])["amount"] == 101
+    with pytest.raises(SegmentCorrupt, match=rf"invoice {later[0]:06d} .*{unacked['name']}"):
+        t.find_transaction(later[0])
+    assert intact["local"]
+    report = t.scrub()
+    assert [(r["device"], r["what"]) for r in report["repaired"]] == [("A", acked["name"])]
+    assert "fetched back from the archive" in report["repaired"][0]["how"]
+    assert file_sha256(t.tiers.segment_path(acked["name"])) == acked["digest"]
+    assert t.find_transaction(invoices[0])["amount"] == 100
+    # The other one the archive never acknowledged: reported, never "repaired" from a guess.
+    assert not report["ok"]
+    [left] = [p for p in report["problems"] if "repaired" not in p]
+    assert left["segment"] == unacked["name"] and "has not acknowledged" in left["problem"]
+    archive.rename(tmp_path / "nas-unplugged")  # nothing to fetch from: said, nothing changed
+    path = t.tiers.segment_path(acked["name"])
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x01
+    path.write_bytes(bytes(data))
+    report = t.scrub()
+    assert any(p["segment"] == acked["name"] and "repair_failed" in p for p in report["problems"])
 
 
 def test_cleanup_frees_caches_and_finished_downloads_first(make_terminal: Callable[..., Terminal]) -> None:

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tillvault.errors import DeviceFailed, InvalidInput, JournalCorrupt, KeyRingError, StorageError, StorageFull
+from tillvault.errors import (
+    DeviceFailed,
+    InvalidInput,
+    JournalCorrupt,
+    KeyRingError,
+    SegmentCorrupt,
+    StorageError,
+    StorageFull,
+)
 from tillvault.store.archive import ArchiveSink, ArchiveUnavailable, file_sha256
 from tillvault.store.encoding import row_intact
 from tillvault.store.fsutil import remove_files
@@ -343,7 +351,30 @@ class Tiers:
 
     # -- reading ------------------------------------------------------------------------------
     def find(self, invoice: int) -> dict[str, Any] | None:
-        """A sealed transaction by invoice (local segments; evicted ones are not fetched)."""
+        """A sealed transaction by invoice (local segments; evicted ones are not fetched).
+
+        A damaged local segment does not hide the others: it is passed over, and only when the
+        invoice is in no intact segment and could be in a damaged one is that said.
+
+        :raises SegmentCorrupt: not found, and a damaged local segment may hold it (named).
+        """
+        damaged: list[str] = []
+        try:
+            found = self._find_local(invoice, damaged)
+        finally:
+            if damaged:
+                self._invoice_spans = {k: v for k, v in self._invoice_spans.items() if k[0] not in damaged}
+        if found is None and damaged:
+            error = SegmentCorrupt(
+                f"invoice {invoice:06d} is in no intact segment on this device, and segment(s) "
+                f"{', '.join(damaged)} that may hold it are damaged: run tillvault scrub (it fetches an "
+                "acknowledged segment back from the archive, or copies it from the other device)"
+            )
+            error.segments = tuple(damaged)  # type: ignore[attr-defined]
+            raise error
+        return found
+
+    def _find_local(self, invoice: int, damaged: list[str]) -> dict[str, Any] | None:
         for seg in reversed(self._catalogue_rows()):
             if not seg["local"]:
                 continue
@@ -360,12 +391,18 @@ class Tiers:
                     info = segment_info(path)
                 except FileNotFoundError:
                     continue
+                except SegmentCorrupt:
+                    damaged.append(seg["name"])
+                    continue
                 span = self._invoice_spans[key] = (info.min_invoice, info.max_invoice)
             if span[0] is None or span[1] is None or not span[0] <= invoice <= span[1]:
                 continue
             try:
                 rows = read_segment(path, self.keyring)
             except FileNotFoundError:
+                continue
+            except SegmentCorrupt:
+                damaged.append(seg["name"])
                 continue
             # Refunds and reprints come in runs: keep the last few segments decoded.
             by_invoice = {r["invoice"]: r for r in rows}
@@ -377,17 +414,20 @@ class Tiers:
         return None
 
     def _archived(
-        self, sink: ArchiveSink | None, *, from_batch: int = 0, strict: bool = False
+        self, sink: ArchiveSink | None, *, from_batch: int = 0, strict: bool = False, damaged: tuple[str, ...] = ()
     ) -> Iterator[tuple[dict[str, Any], Path, bytes | None]]:
         """Evicted segments (newest first, batch >= ``from_batch``) whose archive copy verifies,
         read where they lie: a folder's copy by its path, the back office's into memory (its
-        digest checked). Nothing is written to the terminal's disk.
+        digest checked). Nothing is written to the terminal's disk. Local segments named in
+        ``damaged`` that the archive acknowledged are read from the archive too.
 
         :raises ArchiveUnavailable: with ``strict``, a segment that cannot be read (no archive,
             unreachable, or no verified copy): the caller must not act as if it held nothing.
         """
         for seg in reversed(self._catalogue_rows()):
-            if seg["local"] or seg["batch"] < from_batch:
+            if seg["batch"] < from_batch:
+                continue
+            if seg["local"] and not (seg["name"] in damaged and seg["acked_ms"] is not None):
                 continue
             held = self._archived_copy(sink, seg)
             if held is not None:
@@ -413,10 +453,13 @@ class Tiers:
                     return Path(seg["name"]), data
         return None
 
-    def find_archived(self, invoice: int, sink: ArchiveSink | None) -> dict[str, Any] | None:
+    def find_archived(
+        self, invoice: int, sink: ArchiveSink | None, *, damaged: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
         """A transaction of an evicted segment, read from its verified archive copy (a refund of
-        a sale settled long ago, a reprint); None when no reachable copy holds it."""
-        for _seg, path, data in self._archived(sink):
+        a sale settled long ago, a reprint); None when no reachable copy holds it. ``damaged``:
+        local segments damaged on this device, read from the archive's copy where it has one."""
+        for _seg, path, data in self._archived(sink, damaged=damaged):
             with contextlib.suppress(FileNotFoundError, StorageError, KeyRingError):
                 rec = find(path, self.keyring, invoice=invoice, data=data)
                 if rec is not None:
@@ -659,10 +702,14 @@ class Tiers:
             problems.append(entry)
         return summary, problems
 
-    def verify(self, *, repair: bool = False) -> list[dict[str, Any]]:
+    def verify(self, *, repair: bool = False, sink: ArchiveSink | None = None) -> list[dict[str, Any]]:
         """Problems with local segment copies on each device; with ``repair`` a bad or missing copy
-        is replaced from a good one (and reported as repaired)."""
+        is replaced from a good one (and reported as repaired): the other device's, or else the
+        copy ``sink`` (the archive) acknowledged, fetched back and checked against the catalogue."""
         problems = []
+        acked_by = {
+            seg["name"]: seg["sink"] for seg in self._catalogue_rows() if seg["acked_ms"] is not None and seg["local"]
+        }
         for seg in self.catalogue():
             if not seg["local"]:
                 continue
@@ -680,6 +727,7 @@ class Tiers:
                     good = path
             if good is None and not bad:
                 continue
+            from_archive = sink is not None and seg["name"] in acked_by and acked_by[seg["name"]] in (None, sink.name)
             for device, path, why in bad:
                 entry = {"where": "segments", "segment": seg["name"], "device": device, "problem": why}
                 if repair and good is not None:
@@ -692,5 +740,16 @@ class Tiers:
                         entry["repaired"] = f"copied from device {'A' if good.parent == self.folder else 'B'}"
                     except (ArchiveUnavailable, OSError) as exc:
                         entry["repair_failed"] = str(exc)
+                elif repair and from_archive:
+                    assert sink is not None
+                    try:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        sink.fetch(seg["name"], path, seg["digest"])  # verified against the catalogue's digest
+                        entry["repaired"] = f"fetched back from the archive ({sink.name})"
+                        good = path
+                    except (ArchiveUnavailable, OSError) as exc:
+                        entry["repair_failed"] = f"the archive's copy could not be fetched: {exc}"
+                elif not from_archive and good is None:
+                    entry["problem"] += "; no good copy on a device, and the archive has not acknowledged this segment"
                 problems.append(entry)
         return problems

@@ -450,14 +450,15 @@ class DeviceSet:
             self.devs[self.primary].observed.checksum_failures += 1
         if bad_second and self.secondary:
             self.devs[self.secondary].observed.checksum_failures += 1
-        segs = t.tiers.verify(repair=repair)
+        sink = t.archive_sink()
+        segs = t.tiers.verify(repair=repair, sink=sink)
         report["checked"] += len(t.tiers.catalogue())
         for p in segs:
             report["problems"].append(p)
             if "repaired" in p:
                 report["repaired"].append({"device": p["device"], "what": p["segment"], "how": p["repaired"]})
         # The cold tier: what the archive acknowledged must still be there, intact.
-        archive, lost = t.tiers.verify_archive(t.archive_sink(), repair=repair)
+        archive, lost = t.tiers.verify_archive(sink, repair=repair)
         report["archive"] = archive
         report["checked"] += archive["checked"]
         for p in lost:

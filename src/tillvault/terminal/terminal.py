@@ -26,7 +26,7 @@ from tillvault.domain.emvqr import require_valid_qr
 from tillvault.domain.limits import Limits
 from tillvault.domain.merchant import Merchant
 from tillvault.domain.money import currency_info
-from tillvault.errors import ConfigError, InvalidInput, JournalCorrupt, StorageFull, TillVaultError
+from tillvault.errors import ConfigError, InvalidInput, JournalCorrupt, SegmentCorrupt, StorageFull, TillVaultError
 from tillvault.store.archive import DirectorySink
 from tillvault.store.caches import CacheManager
 from tillvault.store.forecast import forecast_runway
@@ -426,9 +426,16 @@ class Terminal:
         try:
             return self.records.get(invoice)
         except TransactionNotFound:
-            found = self.tiers.find(invoice)
+            damaged: SegmentCorrupt | None = None
+            try:
+                found = self.tiers.find(invoice)
+            except SegmentCorrupt as exc:
+                found, damaged = None, exc
             if found is None:
-                found = self.tiers.find_archived(invoice, self.archive_sink())
+                names = getattr(damaged, "segments", ())
+                found = self.tiers.find_archived(invoice, self.archive_sink(), damaged=names)
+            if found is None and damaged is not None:
+                raise damaged from None
             if found is None:
                 raise
             return found
