@@ -166,3 +166,13 @@ def test_the_folder_of_a_killed_simulation_with_its_keys_is_removed_by_the_next_
 
         shutil.rmtree(alive, ignore_errors=True)
         shutil.rmtree(kept_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")])
+def test_an_error_rate_that_is_not_a_chance_is_refused_naming_its_option(rate: float) -> None:
+    from tillvault.errors import InvalidInput
+    from tillvault.sim.simulate import Scenario
+
+    for field, option in (("media_error_rate", "--media-errors"), ("archive_error_rate", "--archive-errors")):
+        with pytest.raises(InvalidInput, match=f"{option} must be a chance from 0 to 1"):
+            Scenario(days=2, per_day=5, **{field: rate})

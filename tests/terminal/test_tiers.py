@@ -539,3 +539,26 @@ def test_what_a_killed_seal_fetch_or_eviction_left_is_removed_by_the_next_cleanu
     assert not any(p.exists() for p in leftovers), [p.name for p in leftovers if p.exists()]
     assert "segment leftovers" in " ".join(report.actions)
     assert (archive / seg["name"]).exists(), "the archive's copy is untouched"
+
+
+def test_the_ladder_copies_sealed_segments_to_the_archive_at_any_pressure_and_evicts_nothing(
+    make_terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    archive = tmp_path / "nas"
+    archive.mkdir()
+    t = make_terminal(archive=archive)
+    _day(t, 5)
+    assert t.status()["pressure"] == "normal"
+    [seg] = t.tiers.catalogue()
+    assert seg["acked_ms"] is None
+    report = t.relieve_pressure().to_dict()
+    assert any("offloaded 1 segment(s)" in a and "nothing evicted" in a for a in report["actions"]), report
+    [seg] = t.tiers.catalogue()
+    assert seg["acked_ms"] is not None and seg["local"]  # a second copy; the terminal keeps its own
+    assert file_sha256(archive / seg["name"]) == seg["digest"]
+    assert t.relieve_pressure().to_dict()["actions"] == []  # nothing left to copy: nothing said
+    archive.rename(tmp_path / "nas-unplugged")  # the archive away: said, nothing lost
+    _day(t, 3, start=400)
+    report = t.relieve_pressure().to_dict()
+    assert any(a.startswith("offload stopped") for a in report["actions"]), report
+    assert len(t.tiers.catalogue()) == 2

@@ -123,6 +123,15 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option("--archive-errors", min=0.0, max=1.0, help="Chance an offload fails on the last day."),
         ] = 0.0,
+        media_errors: Annotated[
+            float,
+            typer.Option(
+                "--media-errors",
+                min=0.0,
+                max=1.0,
+                help="Chance on the last day that the ageing device grows a bad sector under a sealed segment.",
+            ),
+        ] = 0.0,
         batch_max: Annotated[
             int, typer.Option("--batch-max", min=10, help="The terminal settles a batch of this many at once.")
         ] = 3000,
@@ -170,6 +179,7 @@ def register(app: typer.Typer) -> None:
                 seed=REFERENCE_SEED if seed is None else seed,
                 ageing=ageing,
                 archive_error_rate=archive_errors,
+                media_error_rate=media_errors,
                 batch_max=batch_max,
                 host_mode=host_mode,
                 baseline=baseline,

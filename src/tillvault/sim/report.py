@@ -218,6 +218,13 @@ def storage_chart(timeline: dict[str, Any], figures: dict[str, Any]) -> str:
                 f'<circle class="event event-update" cx="{x}" cy="{lane + 4.5}" r="5" fill="#f08c00">'
                 f"<title>{label}</title></circle>"
             )
+        elif kind in ("media_error", "repaired", "unrepaired"):
+            colour = {"media_error": "#e8590c", "repaired": "#2f9e44"}.get(kind, "#c92a2a")
+            y = lane + 4.5
+            out.append(
+                f'<path class="event event-{kind}" d="M{x},{y - 5}L{x + 5},{y}L{x},{y + 5}L{x - 5},{y}Z" '
+                f'fill="{colour}"><title>{label}</title></path>'
+            )
         elif kind in ("refusal", "naive_lost", "settlement_failed", "settlement_deferred"):
             colour = {"refusal": TV_COLOUR, "naive_lost": NAIVE_COLOUR}.get(kind, "#c92a2a")
             y = ax.y1 + 22
@@ -245,6 +252,11 @@ def storage_chart(timeline: dict[str, Any], figures: dict[str, Any]) -> str:
         ("x", NAIVE_COLOUR, "naive: first order lost"),
         ("x", "#c92a2a", "settlement deferred"),
     ]
+    kinds = {ev["kind"] for ev in timeline.get("events", [])}
+    if kinds & {"media_error", "repaired", "unrepaired"}:
+        items += [("diamond", "#e8590c", "bad sector"), ("diamond", "#2f9e44", "repaired by scrub")]
+    if "unrepaired" in kinds:
+        items.append(("diamond", "#c92a2a", "not repairable"))
     x = ax.x0
     y = 36
     for shape, colour, label in items:
@@ -262,6 +274,9 @@ def storage_chart(timeline: dict[str, Any], figures: dict[str, Any]) -> str:
             out.append(f'<path d="M{x + 4},{y - 9}L{x + 14},{y - 9}L{x + 9},{y - 1}Z" fill="{colour}"/>')
         elif shape == "dot":
             out.append(f'<circle cx="{x + 9}" cy="{y - 4}" r="5" fill="{colour}"/>')
+        elif shape == "diamond":
+            diamond = f"M{x + 9},{y - 9}L{x + 14},{y - 4}L{x + 9},{y + 1}L{x + 4},{y - 4}Z"
+            out.append(f'<path d="{diamond}" fill="{colour}"/>')
         elif shape == "x":
             out.append(
                 f'<path d="M{x + 4},{y - 9}L{x + 14},{y + 1}M{x + 4},{y + 1}L{x + 14},{y - 9}" stroke="{colour}" '

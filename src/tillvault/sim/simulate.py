@@ -168,8 +168,13 @@ class Scenario:
     #: Share of capacity the ageing device has lost by the last day (0.10: 10%).
     ageing: float = 0.0
     #: Chance that the archive link fails during an offload attempt, reached on the last day
-    #: (rising linearly from 0): the ageing media's rising error rate.
+    #: (rising linearly from 0).
     archive_error_rate: float = 0.0
+    #: The ageing device's rising error rate: the chance, reached on the last day (rising linearly
+    #: from 0), that a sector of the device goes bad that day under a sealed segment (a real byte
+    #: of the file flips). The shop's weekly scrub and the one at the end of the run find it and
+    #: repair it from the other device or the archive's acknowledged copy where they can.
+    media_error_rate: float = 0.0
     #: Update download size in bytes (``None``: 20 MB scaled to the capacity; 0: none).
     update_bytes: int | None = None
     #: Day of the update download (``None``: halfway through the run).
@@ -235,6 +240,9 @@ class Scenario:
                     out.append(f"{option} starts on day {o.day}; it must start on day {last}")
         if self.device_b_fails_on is not None and not 0 <= self.device_b_fails_on < self.days:
             out.append(f"--device-b-fails-on must be {last}, got {self.device_b_fails_on}")
+        for option, rate in (("--archive-errors", self.archive_error_rate), ("--media-errors", self.media_error_rate)):
+            if not (math.isfinite(rate) and 0 <= rate <= 1):
+                out.append(f"{option} must be a chance from 0 to 1, got {rate:g}")
         return out
 
     def surge_indexes(self) -> tuple[int, ...]:
@@ -410,6 +418,9 @@ class Simulation:
         self._cores = CorePin()
         #: Used bytes after each day's closing (settled, sealed): the day-over-day growth.
         self.closing_used: list[int] = []
+        #: The ageing device's bad sectors (its own random stream: the other figures do not move).
+        self.media_rng = random.Random(f"{scenario.seed}:media")
+        self.media = {"errors": 0, "scrubs": 0, "repaired": 0, "unrepaired": 0}
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -818,12 +829,53 @@ class Simulation:
         if d == sc.update_index():
             self._update_installed(f"update-{midnight + timedelta(hours=sc.update_hour):%Y%m%d}.pkg")
         self._tick(closing + timedelta(minutes=20))
+        if sc.media_error_rate:
+            self._media_ages(closing + timedelta(minutes=30))
+            if d % 7 == 6:
+                self._scrub(closing + timedelta(minutes=40))
         self.closing_used.append(self.t.space.status().used_bytes)
         fc = self.t.forecast()
         self.runway.append(
             [d + 1, None if fc.runway_days is None else round(fc.runway_days, 1), self.clock().timestamp()]
         )
         self._report_progress("closing")
+
+    def _media_ages(self, when: datetime) -> None:
+        """The ageing device may grow a bad sector today, under one of its sealed segments."""
+        p = self.sc.media_error_rate * self._day / max(1, self.sc.days - 1)
+        if self.media_rng.random() >= p:
+            return
+        local = sorted(s["name"] for s in self.t.tiers.catalogue() if s["local"])
+        if not local:
+            return
+        name = self.media_rng.choice(local)
+        path = self.t.tiers.segment_path(name)
+        with contextlib.suppress(FileNotFoundError), open(path, "r+b") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return
+            at = self.media_rng.randrange(size)
+            fh.seek(at)
+            byte = fh.read(1)
+            fh.seek(at)
+            fh.write(bytes([byte[0] ^ (1 << self.media_rng.randrange(8))]))
+            self.media["errors"] += 1
+            self._event(when, "media_error", f"ageing device: a bad sector under segment {name}")
+
+    def _scrub(self, when: datetime) -> None:
+        """The shop's scrub: every record and segment checked, a bad copy repaired where a good one exists."""
+        self.clock.set(when)
+        if self.archive_down:
+            return  # the archive is out of reach: the next scrub
+        report = self.t.scrub()
+        self.media["scrubs"] += 1
+        for r in report["repaired"]:
+            self.media["repaired"] += 1
+            self._event(when, "repaired", f"scrub: {r['what']} on {r['device']} {r['how']}")
+        for p in report["problems"]:
+            if "repaired" not in p:
+                self.media["unrepaired"] += 1
+                self._event(when, "unrepaired", f"scrub: {p.get('segment') or p.get('where')}: {p['problem']}"[:120])
 
     def _update_starts(self, when: datetime) -> None:
         """An update download begins: its file takes its full size at once (preallocated) where it fits.
@@ -973,6 +1025,8 @@ class Simulation:
                 if self.stop is not None and self.stop(self):
                     break
             self._report_progress("audit")
+            if self.sc.media_error_rate:
+                self._scrub(self.clock() + timedelta(minutes=50))
             audit = self._audit()
             figures = self._figures(audit)
         finally:
@@ -1102,6 +1156,7 @@ class Simulation:
             "unreadable_segments": audit["unreadable_segments"],
             "settlement_table": audit["settlement_table"],
             "device_b": self._device_b_figures(),
+            "media_errors": dict(self.media),
             "final": self._final_state(),
             "notes": self.notes,
         }

@@ -5,6 +5,7 @@ English and Simplified Chinese (the seed's users):
 
 | level | trigger | action |
 |---|---|---|
+| any | the archive is reachable | send it the sealed segments it has not acknowledged (a copy) |
 | watch | free < 30% or runway < 14 days | clean caches; seal settled batches |
 | high | free < 15% or runway < 3 days | offload sealed segments, evict acknowledged ones; prompt |
 | critical | only the reserve (and a little) is left | spill to device B; release the ballast; settle |
@@ -130,6 +131,26 @@ class LadderReport:
 MIN_FORCED_SETTLE = 20
 
 
+def _back_up(t: Terminal, report: LadderReport) -> None:
+    """Send the archive the sealed segments it has not acknowledged yet, whatever the pressure:
+    settled data has a second copy as soon as the archive can take it (against a failing device),
+    and nothing leaves the terminal (eviction waits for pressure or retention)."""
+    if not any(seg["local"] and seg["acked_ms"] is None for seg in t.tiers.catalogue()):
+        return
+    sink = t.archive_sink()
+    if sink is None:
+        return
+    try:
+        off = t.tiers.offload(sink)
+    except StorageError as exc:
+        report.actions.append(f"offload stopped: {exc}")
+        return
+    if off.offloaded:
+        report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name} (a second copy; nothing evicted)")
+    for err in off.errors or []:
+        report.actions.append(f"offload stopped: {err}")
+
+
 def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: bool = True) -> LadderReport:
     """Act for the current pressure level, lowest steps first; returns what was done.
 
@@ -162,6 +183,8 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
                 report.actions.append(f"retention purge: {purged}")
         except (StorageError, SettlementError) as exc:
             report.actions.append(f"retention purge not possible now: {exc}")
+    if rank(level) < rank("high"):
+        _back_up(t, report)
     if rank(level) >= rank("high"):
         sink = t.archive_sink()
         if sink is None:
