@@ -209,7 +209,7 @@ def test_void_cancels_the_sale(host: AcquirerHost, client: HostClient) -> None:
     voided = client.exchange(void_of(request, approved))
     assert voided["39"] == "00" and voided["37"] != approved["37"]
     assert cardholder_balance(host) == 0
-    assert host.ledger.find(TERMINAL, request["13"], request["11"]).status == "voided"  # type: ignore[union-attr]
+    assert host.ledger.find(TERMINAL, request["13"], request["11"], TODAY.year).status == "voided"  # type: ignore[union-attr]
     assert client.exchange(void_of(request, approved))["39"] == "12"  # a second void, new STAN
     assert host.ledger.check_balanced()["ok"]
 
@@ -266,7 +266,7 @@ def test_reversal_of_a_declined_sale_changes_nothing(host: AcquirerHost, client:
     request = sale(pan=BAD_LUHN)
     assert client.exchange(request)["39"] == "14"
     assert client.exchange(iso.reversal_request(request))["39"] == "00"
-    record = host.ledger.find(TERMINAL, request["13"], request["11"])
+    record = host.ledger.find(TERMINAL, request["13"], request["11"], TODAY.year)
     assert record is not None and record.status == "declined"
 
 
@@ -277,7 +277,7 @@ def test_reversal_of_a_void_restores_the_sale_which_can_be_voided_again(host: Ac
     assert client.exchange(void)["39"] == "00"
     assert client.exchange(iso.reversal_request(void))["39"] == "00"
     assert cardholder_balance(host) == -450
-    assert host.ledger.find(TERMINAL, request["13"], request["11"]).status == "approved"  # type: ignore[union-attr]
+    assert host.ledger.find(TERMINAL, request["13"], request["11"], TODAY.year).status == "approved"  # type: ignore[union-attr]
     assert client.exchange(void_of(request, approved))["39"] == "00"
     assert cardholder_balance(host) == 0
     assert host.ledger.check_balanced()["ok"]
@@ -292,7 +292,7 @@ def test_advice_is_recorded_even_over_the_limit_and_idempotent(host: AcquirerHos
     first = client.exchange(advice)
     assert (first["t"], first["39"], first["38"]) == ("0230", "00", "Y1OFFL")
     assert client.exchange(advice) == first
-    record = host.ledger.find(TERMINAL, advice["13"], advice["11"])
+    record = host.ledger.find(TERMINAL, advice["13"], advice["11"], TODAY.year)
     assert record is not None and record.status == "advised" and record.auth_code == "Y1OFFL"
     assert cardholder_balance(host) == -5_000
 

@@ -198,7 +198,7 @@ def test_a_version_2_ledger_gets_the_settled_rows_only_index(tmp_path: Path) -> 
     db.close()
     driver = Driver(directory, FRIDAY)
     try:
-        assert driver.ledger.meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert driver.ledger.meta("schema_version") == str(SCHEMA_VERSION) == "4"
         indexes = {
             r["name"]: r["sql"] for r in driver.ledger.rows("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
         }

@@ -45,7 +45,7 @@ from typing import Any
 from tillvault.domain.iso8583 import PROC_REFUND, PROC_SALE, PROC_VOID, BatchTotals, mask_pan, terminal_id_field
 from tillvault.errors import ConfigError, InvalidInput
 from tillvault.host.fees import CARD_TYPES
-from tillvault.host.ledger_schema import migrate
+from tillvault.host.ledger_schema import drop_yearless_key, migrate
 from tillvault.host.secret import card_token, load_host_secret, secret_check
 
 __all__ = [
@@ -98,6 +98,7 @@ _AUTH_COLUMNS = (
     "settled_date",
     "fee",
     "fee_name",
+    "local_year",
 )
 _AUTH_COLUMN_SET = frozenset(_AUTH_COLUMNS)
 
@@ -173,6 +174,7 @@ class AuthRecord:
     settled_date: str | None = None
     fee: int | None = None
     fee_name: str | None = None
+    local_year: int | None = None
 
     @property
     def live(self) -> bool:
@@ -214,9 +216,10 @@ class HostLedger:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         try:
+            drop_yearless_key(self._db)  # a version-3 ledger, once (foreign keys still off)
+            self._db.execute("PRAGMA foreign_keys=ON")
             self._create_schema()
         except BaseException:
             self._db.close()
@@ -539,9 +542,12 @@ class HostLedger:
         row = self._one(f"SELECT * FROM authorizations WHERE {where}", args)
         return AuthRecord(**dict(row)) if row is not None else None
 
-    def find(self, terminal_id: str, local_date: str, stan: str) -> AuthRecord | None:
-        """The log row for (terminal id, local date MMDD, STAN), or None."""
-        return self._record("terminal_id = ? AND local_date = ? AND stan = ?", (terminal_id, local_date, stan))
+    def find(self, terminal_id: str, local_date: str, stan: str, year: int) -> AuthRecord | None:
+        """The log row for (terminal id, local date MMDD, STAN) in ``year`` (see
+        :func:`~.ledger_schema.request_year`: a STAN comes back on the same date next year), or None."""
+        return self._record(
+            "terminal_id = ? AND local_date = ? AND stan = ? AND local_year = ?", (terminal_id, local_date, stan, year)
+        )
 
     def find_by_rrn(self, terminal_id: str, rrn: str) -> AuthRecord | None:
         """The log row of ``terminal_id`` with retrieval reference number ``rrn``, or None."""

@@ -7,15 +7,21 @@ Version 2 (settlement and payout, S15): ``accounts.card_type``; ``authorizations
 Version 3: the index on ``authorizations.settled_date`` holds settled rows only
 (``authorizations_settled_day``, partial), so logging a request writes one index page less; the
 full version 2 index ``authorizations_settled`` is dropped.
+Version 4: a request is keyed by terminal, date, STAN *and year* (``authorizations.local_year``,
+unique index ``authorizations_request``): the year-less table constraint of version 3 is removed by
+rebuilding the table once (:func:`drop_yearless_key`), every row kept.
 """
 
 from __future__ import annotations
 
+import calendar
+import re
 import sqlite3
+from datetime import date, timedelta
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["SCHEMA_VERSION", "drop_yearless_key", "migrate", "request_year"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,8 +75,7 @@ CREATE TABLE IF NOT EXISTS authorizations (
     tombstone INTEGER NOT NULL DEFAULT 0,
     response_json TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (terminal_id, local_date, stan)
+    updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS authorizations_batch ON authorizations (terminal_id, batch);
 CREATE TABLE IF NOT EXISTS settlements (
@@ -126,6 +131,8 @@ _ADDED_COLUMNS = (
     ("authorizations", "fee", "INTEGER"),
     ("authorizations", "fee_name", "TEXT"),
     ("settlements", "business_date", "TEXT"),
+    # Field 13 has no year: a request is (terminal, MMDD, STAN) within the year the host dates it in.
+    ("authorizations", "local_year", "INTEGER"),
 )
 
 _INDEXES = (
@@ -134,11 +141,81 @@ _INDEXES = (
     " WHERE settled_date IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS transfers_debit ON transfers (debit_account)",
     "CREATE INDEX IF NOT EXISTS transfers_credit ON transfers (credit_account)",
+    # One request per terminal, date and STAN in a year (a STAN comes back on the same date next year).
+    "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_request"
+    " ON authorizations (terminal_id, local_date, stan, local_year)",
 )
 
 
 #: Indexes of earlier versions that a later one replaced.
 _DROPPED_INDEXES = ("authorizations_settled",)
+
+
+#: The key of version 3 and before: (terminal, MMDD, STAN) for ever, so next year's request on the
+#: same date with the same STAN was taken for a duplicate (declined 94, an advice lost).
+_YEARLESS_KEY = "UNIQUE (terminal_id, local_date, stan)"
+
+
+#: Days a terminal's clock may run ahead of the host's and its requests still be this year's.
+REQUEST_CLOCK_AHEAD_DAYS = 2
+
+
+def request_year(local_date: str, today: date) -> int:
+    """The year of a request dated ``local_date`` (field 13, MMDD) that arrives on ``today``: the
+    latest year that does not put the date in the future (beyond a terminal clock running up to
+    :data:`REQUEST_CLOCK_AHEAD_DAYS` ahead). A request from 31 December answered on 1 January is
+    last year's; an advice stored since July and sent in January is last July's; a 29 February
+    is dated in a leap year."""
+    month, day = int(local_date[:2]), int(local_date[2:])
+    latest = today + timedelta(days=REQUEST_CLOCK_AHEAD_DAYS)
+    for year in (today.year + 1, today.year, today.year - 1):
+        try:
+            if date(year, month, day) <= latest:
+                return year
+        except ValueError:
+            continue  # 29 February of a year that has none (or a date that is no date)
+    year = today.year - 1  # 29 February: the last leap year
+    while not calendar.isleap(year):
+        year -= 1
+    return year
+
+
+def drop_yearless_key(db: sqlite3.Connection) -> bool:
+    """Rebuild a version-3 authorization log without its year-less unique key (foreign keys must be
+    off, outside any transaction: run before :func:`migrate`). Returns True if it rebuilt.
+
+    Every row is kept as it is; each gets its ``local_year`` from the day it was logged.
+    """
+    query = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'authorizations'"
+    row = db.execute(query).fetchone()
+    if row is None or _YEARLESS_KEY not in " ".join(row[0].split()):
+        return False
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        sql = " ".join(db.execute(query).fetchone()[0].split())  # again under the lock: another process
+        if _YEARLESS_KEY not in sql:  # may have rebuilt it meanwhile
+            db.execute("ROLLBACK")
+            return False
+        sql = sql.replace(", " + _YEARLESS_KEY, "").replace(_YEARLESS_KEY, "")
+        sql = re.sub(r'^CREATE TABLE\s+(["`\[]?)authorizations(["`\]]?)', "CREATE TABLE authorizations_rebuilt", sql)
+        db.execute(sql)
+        db.execute("INSERT INTO authorizations_rebuilt SELECT * FROM authorizations")
+        db.execute("DROP TABLE authorizations")
+        db.execute("ALTER TABLE authorizations_rebuilt RENAME TO authorizations")
+        db.execute("CREATE INDEX IF NOT EXISTS authorizations_batch ON authorizations (terminal_id, batch)")
+        present = {r[1] for r in db.execute("PRAGMA table_info(authorizations)")}
+        if "local_year" not in present:
+            db.execute("ALTER TABLE authorizations ADD COLUMN local_year INTEGER")
+        rows = db.execute("SELECT id, local_date, created_at FROM authorizations").fetchall()
+        db.executemany(
+            "UPDATE authorizations SET local_year = ? WHERE id = ?",
+            [(request_year(r[1], date.fromisoformat(r[2][:10])), r[0]) for r in rows],
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return True
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -38,6 +38,7 @@ from tillvault.domain import iso8583 as iso
 from tillvault.errors import MessageError
 from tillvault.host.cardcheck import expiry_problem, pan_problem
 from tillvault.host.ledger import AuthRecord, HostLedger
+from tillvault.host.ledger_schema import request_year
 from tillvault.host.merchants import UNCHANGED, Unchanged, activation_minimum, activation_refusal, note_sale
 from tillvault.host.settlement import settle_batch
 
@@ -116,11 +117,16 @@ class MessageProcessor:
         pan = request.get("2")
         return (self.ledger.token(pan), iso.mask_pan(pan)) if pan else (None, None)
 
+    def _year(self, request: Mapping[str, str]) -> int:
+        """The year of the request's local date (field 13 has none): the one nearest to today."""
+        return request_year(request["13"], self.today())
+
     def _common(self, request: Mapping[str, str], card: Card | None = None) -> dict[str, object]:
         token, masked = card if card is not None else self._card(request)
         return {
             "terminal_id": request["41"],
             "local_date": request["13"],
+            "local_year": self._year(request),
             "stan": request["11"],
             "mti": request["t"],
             "proc_code": request["3"],
@@ -156,7 +162,7 @@ class MessageProcessor:
 
     def _duplicate(self, request: Mapping[str, str]) -> Message | None:
         """The answer to a request whose key is already in the log, else None."""
-        existing = self.ledger.find(request["41"], request["13"], request["11"])
+        existing = self.ledger.find(request["41"], request["13"], request["11"], self._year(request))
         if existing is None:
             return None
         if existing.tombstone:
@@ -318,7 +324,7 @@ class MessageProcessor:
         if original_mti not in (iso.MTI_FINANCIAL, iso.MTI_ADVICE):
             return self._answer(request, "30", message=f"cannot reverse a {original_mti}")
         with self.ledger.atomic():
-            record = self.ledger.find(request["41"], request["13"], original_stan)
+            record = self.ledger.find(request["41"], request["13"], original_stan, self._year(request))
             if record is None:
                 self.ledger.insert_auth(
                     **{**self._common(request), "mti": original_mti, "stan": original_stan},
@@ -409,7 +415,7 @@ class MessageProcessor:
         batch = iso.field_int(request, "60")
         invoice = iso.field_int(request, "62")
         with self.ledger.atomic():
-            record = self.ledger.find(request["41"], request["13"], original[4:])
+            record = self.ledger.find(request["41"], request["13"], original[4:], self._year(request))
             if record is not None and record.live and (record.proc_code, record.amount) == (proc, amount):
                 if (record.batch, record.invoice) != (batch, invoice) and record.settled_date is None:
                     self.ledger.update_auth(record.id, batch=batch, invoice=invoice)
