@@ -81,9 +81,10 @@ def test_a_version_3_ledger_loses_its_yearless_key_and_keeps_every_row(tmp_path:
     db.execute("ALTER TABLE authorizations_v3 RENAME TO authorizations")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.commit()
-    assert "UNIQUE (terminal_id, local_date, stan)" in db.execute(
-        "SELECT sql FROM sqlite_master WHERE name = 'authorizations'"
-    ).fetchone()[0]
+    assert (
+        "UNIQUE (terminal_id, local_date, stan)"
+        in db.execute("SELECT sql FROM sqlite_master WHERE name = 'authorizations'").fetchone()[0]
+    )
     db.close()
     ledger = HostLedger(data, secret=SECRET)
     try:
