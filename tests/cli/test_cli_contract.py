@@ -113,6 +113,21 @@ def test_tx_list_includes_settled_and_sealed_transactions(tmp_path: Path, host: 
     _, st, _ = tv("status", "--json", data=data)
     assert st["sealed_transactions"] == 2
     assert st["transactions"] == 3 and st["hot_transactions"] == 1  # all it holds, as tx list shows
+    # The table shows money as money (3.00, not 300); a status is matched whatever its case.
+    proc = subprocess.run(
+        [*TV, "--data", str(data), "tx", "list", "--status", "APPROVED"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "3.00" in proc.stdout and " 300 " not in proc.stdout, proc.stdout
+    # A typo, a batch or invoice beyond any there can be: said, never an empty list or a traceback.
+    for args, message in (
+        (("tx", "list", "--status", "aproved"), "status 'aproved' is not one of"),
+        (("tx", "list", "--batch", "99999999999999999999"), "batch numbers run from 1 to 999,999"),
+        (("void", "9223372036854775808"), "no transaction with invoice 9223372036854775808"),
+    ):
+        _, _, err = tv(*args, data=data, ok=(2,))
+        assert message in err and "Traceback" not in err, err
+    _, rows, _ = tv("tx", "list", "--limit", "99999999999999999999", "--json", data=data)
+    assert len(rows) == 3
 
 
 def test_cli_on_a_full_filesystem_refuses_sales_but_settles(tmp_path: Path, host: HostProcess, tmpfs) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from rich.table import Table
 from tillvault.cli.main import state
 from tillvault.cli.output import console, emit_json, guarded, redacted, styled
 from tillvault.domain.emvqr import require_valid_qr
-from tillvault.domain.money import parse_amount
+from tillvault.domain.money import format_amount, parse_amount
 from tillvault.errors import InvalidInput
 from tillvault.terminal.defaults import DEMO_HOST, DEMO_MERCHANT_QR, DEMO_TERMINAL_ID
 from tillvault.terminal.terminal import Terminal
@@ -277,8 +277,9 @@ def tx_list(
         if limit < 1:
             raise InvalidInput(f"--limit must be 1 or more, got {limit}")
         with _open() as t:
+            status = status_.strip().lower() if status_ is not None else None
             return t.transactions(
-                batch=batch, status=status_, business_date=business_date, limit=limit, archived=archived, unread=unread
+                batch=batch, status=status, business_date=business_date, limit=limit, archived=archived, unread=unread
             )
 
     rows = guarded(run, as_json=as_json)
@@ -308,7 +309,7 @@ def tx_list(
             f"{r['invoice']:06d}",
             r["kind"],
             r["status"],
-            str(r["amount"]),
+            format_amount(r["amount"], r["currency"]),
             r["currency"],
             r["masked_pan"] or "",
             str(r["batch"]),

@@ -64,6 +64,10 @@ STATUSES = (
 OUTCOME_FIELDS = ("status", "rrn", "auth_code", "response_code", "reason", "fee", "card_type", "extra")
 
 STAN_MAX = 999_999
+#: Batch numbers run from 1 to this, then 1 again (six digits on the host).
+BATCH_MAX = 999_999
+#: The largest invoice number the journal can hold (SQLite's 64-bit integer).
+MAX_INVOICE = 2**63 - 1
 #: Rows of a batch sealed into a local segment (left when the purge after sealing failed) count in
 #: that segment's aggregates, not again here. A correlated EXISTS probes the unique batch index
 #: (an ``IN (SELECT ...)`` built a temporary table at every sale: about 30 µs).
@@ -359,6 +363,8 @@ class Records:
         """
         if isinstance(invoice, bool) or not isinstance(invoice, int) or invoice < 1:
             raise InvalidInput(f"invoice must be a positive whole number (as on the receipt), got {invoice!r}")
+        if invoice > MAX_INVOICE:
+            raise TransactionNotFound(f"no transaction with invoice {invoice} (invoices go up to {MAX_INVOICE:,})")
         row = self.journal.conn.execute(f"{_TX_SELECT} WHERE invoice = ?", (invoice,)).fetchone()
         if row is None:
             raise TransactionNotFound(f"no transaction with invoice {invoice:06d}")
@@ -377,7 +383,17 @@ class Records:
         business_date: str | None = None,
         limit: int = 10_000,
     ) -> list[dict[str, Any]]:
-        """Records, newest first, optionally filtered by batch, status and business date."""
+        """Records, newest first, optionally filtered by batch, status and business date.
+
+        :raises InvalidInput: a batch outside 1..999,999, a status that is not one, or a limit below 1.
+        """
+        if batch is not None and not 1 <= batch <= BATCH_MAX:
+            raise InvalidInput(f"batch numbers run from 1 to {BATCH_MAX:,}, got {batch}")
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        if limit < 1:
+            raise InvalidInput(f"the limit must be 1 or more, got {limit}")
+        limit = min(limit, MAX_INVOICE)
         sql = _TX_SELECT
         where: builtins.list[str] = []
         args: builtins.list[Any] = []
