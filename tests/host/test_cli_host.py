@@ -146,3 +146,27 @@ def test_minor_units(text: str, minor: int) -> None:
 def test_minor_units_refuses(text: str) -> None:
     with pytest.raises(InvalidInput):
         minor_units(text, "--x")
+
+
+def test_account_amounts_are_in_the_accounts_currency_and_bad_ones_are_named(data: Path, tmp_path: Path) -> None:
+    # JPY has no decimals: a limit of 100 is 100 yen (it was stored as 10,000).
+    code, out = run("account", "set", "--pan", VISA, "--currency", "JPY", "--credit-limit", "100",
+                    "--data", str(data), "--json")  # fmt: skip
+    assert code == 0, out
+    account = json.loads(out)
+    assert account["credit_limit"] == 100 and account["currency"] == "392"
+    code, out = run("account", "set", "--pan", VISA, "--currency", "392", "--credit-limit", "2500", "--data", str(data))
+    assert code == 0 and "limit 2500 JPY" in out, out
+    code, out = run("accounts", "--data", str(data))
+    assert "2500" in out and "25.00" not in out
+    for args, message in (
+        (("--currency", "abc", "--credit-limit", "1"), "currency 'abc' is not an ISO 4217 code"),
+        (("--credit-limit", "1e3"), "must be a decimal amount like 50000.00"),
+        (("--credit-limit", "١٠٠"), "must be a decimal amount like 50000.00"),
+    ):
+        code, out = run("account", "set", "--pan", VISA, *args, "--data", str(data), "--json")
+        assert code == 2 and message in json.loads(out)["reason"], out
+    # A mistyped data folder is named, not made into a new empty ledger.
+    code, out = run("account", "set", "--pan", VISA, "--blocked", "--data", str(tmp_path / "typo"), "--json")
+    assert code != 0 and "no host ledger in" in json.loads(out)["reason"]
+    assert not (tmp_path / "typo").exists()

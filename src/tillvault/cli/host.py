@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -51,8 +52,10 @@ def minor_units(text: str, option: str, *, allow_negative: bool = False, currenc
         from tillvault.domain.money import currency_info
 
         exponent = currency_info(currency).exponent
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text.strip()):  # not 1e3, not other scripts' digits
+        raise InvalidInput(f"{option} must be a decimal amount like 50000.00, got {text!r}")
     try:
-        value = Decimal(text)
+        value = Decimal(text.strip())
     except InvalidOperation:
         raise InvalidInput(f"{option} must be a decimal amount like 50000.00, got {text!r}") from None
     try:
@@ -64,6 +67,17 @@ def minor_units(text: str, option: str, *, allow_negative: bool = False, currenc
     if value < 0 and not allow_negative:
         raise InvalidInput(f"{option} must not be negative, got {text!r}")
     return int(value.scaleb(exponent))
+
+
+def _money(minor: int, currency: str | None) -> str:
+    """``minor`` units shown in ``currency``'s own units (JPY 1234, KWD 1.234); in minor units,
+    said so, when the currency is not one (a batch in several currencies)."""
+    from tillvault.domain.money import currency_info, format_amount
+
+    try:
+        return f"{format_amount(minor, currency_info(currency or ''))} {currency_info(currency or '').alpha}"
+    except InvalidInput:
+        return f"{minor} (minor units)"
 
 
 def _open_ledger(data: Path, config_dir: Path | None) -> Any:
@@ -183,23 +197,31 @@ def register(app: typer.Typer) -> None:
                 help="debit, credit or unknown: picks the card's fee rule; 'rule' goes back to the card-type rule.",
             ),
         ] = None,
-        currency: Annotated[str, typer.Option("--currency", help="ISO 4217 numeric currency code.")] = "156",
+        currency: Annotated[
+            str, typer.Option("--currency", help="ISO 4217 currency of the account: 156 or CNY, 392 or JPY...")
+        ] = "156",
         data: DataOption = DEFAULT_DATA,
         config_dir: ConfigDirOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Create or change a card's account (credit limit, balance, blocked, card type)."""
+        """Create or change a card's account (credit limit, balance, blocked, card type), amounts in
+        the currency's units (JPY has none: --credit-limit 100 is 100 yen)."""
 
         def run() -> dict[str, Any]:
-            from tillvault.host.ledger import HostLedger
+            from tillvault.domain.money import currency_info
 
-            ledger = HostLedger(data, config_dir=config_dir)
+            info = currency_info(currency)
+            ledger = _open_ledger(data, config_dir)
             try:
                 account = ledger.set_card(
                     pan,
-                    currency=currency,
-                    credit_limit=minor_units(credit_limit, "--credit-limit") if credit_limit else None,
-                    balance=minor_units(balance, "--balance", allow_negative=True) if balance else None,
+                    currency=info.numeric,  # as field 49 carries it: the account a sale will use
+                    credit_limit=minor_units(credit_limit, "--credit-limit", currency=info.alpha)
+                    if credit_limit
+                    else None,
+                    balance=minor_units(balance, "--balance", allow_negative=True, currency=info.alpha)
+                    if balance
+                    else None,
                     blocked=blocked,
                     card_type="" if card_type == "rule" else card_type,
                 )
@@ -211,9 +233,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(result)
         else:
+            cur = result["currency"]
             console.print(
-                f"{result['masked_pan']}: limit {result['credit_limit'] / 100:.2f}, "
-                f"balance {result['balance'] / 100:.2f}, available {result['available'] / 100:.2f}"
+                f"{result['masked_pan']}: limit {_money(result['credit_limit'], cur)}, "
+                f"balance {_money(result['balance'], cur)}, available {_money(result['available'], cur)}"
                 f"{', blocked' if result['blocked'] else ''}",
                 highlight=False,
             )
@@ -245,9 +268,9 @@ def register(app: typer.Typer) -> None:
                 r["kind"],
                 str(r["key"]),
                 r["currency"],
-                f"{r['credit_limit'] / 100:.2f}",
-                f"{r['balance'] / 100:.2f}",
-                f"{r['available'] / 100:.2f}",
+                _money(r["credit_limit"], r["currency"]),
+                _money(r["balance"], r["currency"]),
+                _money(r["available"], r["currency"]),
                 "yes" if r["blocked"] else "",
             )
         console.print(table)
@@ -269,22 +292,31 @@ def register(app: typer.Typer) -> None:
             with closing(_open_ledger(data, config_dir)) as ledger:
                 figures = ledger.batch_totals(terminal_id_field(terminal), batch, currency)
                 settled = ledger.batch_settled(terminal_id_field(terminal), batch)
+                currencies = {
+                    r[0]
+                    for r in ledger.rows(
+                        "SELECT DISTINCT currency FROM authorizations WHERE terminal_id = ? AND batch = ?",
+                        (terminal_id_field(terminal), batch),
+                    )
+                }
             return {
                 "terminal": terminal,
                 "batch": batch,
                 **asdict(figures),
                 "net_amount": figures.net_amount,
                 "settled": settled,
+                "currency": currency or (currencies.pop() if len(currencies) == 1 else None),
             }
 
         result = guarded(run, as_json=as_json)
         if as_json:
             emit_json(result)
         else:
+            cur = result["currency"]
             console.print(
                 f"terminal {terminal} batch {batch}: {result['sales_count']} sales "
-                f"{result['sales_amount'] / 100:.2f}, {result['refunds_count']} refunds "
-                f"{result['refunds_amount'] / 100:.2f}, net {result['net_amount'] / 100:.2f}",
+                f"{_money(result['sales_amount'], cur)}, {result['refunds_count']} refunds "
+                f"{_money(result['refunds_amount'], cur)}, net {_money(result['net_amount'], cur)}",
                 highlight=False,
             )
 
