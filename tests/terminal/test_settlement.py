@@ -382,6 +382,12 @@ def test_reconcile_reads_evicted_batches_from_the_archive_and_never_calls_them_m
     archive.rename(tmp_path / "nas-unplugged")  # the archive away: left out on both sides, said so
     result = reconcile(t, host.data_dir)
     assert [d["kind"] for d in result["differences"]] == ["not_compared"] and result["host_rows"] == 0
+    # A mistyped host folder is named: never "every sale is missing on the host", nothing created there.
+    from tillvault.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no host ledger in"):
+        reconcile(t, tmp_path / "hots")
+    assert not (tmp_path / "hots").exists()
 
 
 def test_a_disk_another_program_fills_to_the_last_byte_still_settles(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]

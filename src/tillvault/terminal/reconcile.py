@@ -44,9 +44,12 @@ def reconcile(t: Terminal, host_data: Path | str, *, batches: list[int] | None =
     """Compare the three views for ``batches`` (default: every closed batch).
 
     Needs read access to the reference host's ledger (its data folder and secret).
+
+    :raises ConfigError: ``host_data`` holds no host ledger (nothing is created there).
     Returns ``{"ok", "batches", "terminal_rows", "host_rows", "payout_statements", "differences"}``.
     """
-    from tillvault.host.ledger import HostLedger
+    from tillvault.errors import ConfigError
+    from tillvault.host.ledger import LEDGER_FILE, HostLedger
     from tillvault.host.payout import host_views
     from tillvault.host.reconcile import compare_views
 
@@ -71,6 +74,8 @@ def reconcile(t: Terminal, host_data: Path | str, *, batches: list[int] | None =
     compared = [b for b in chosen if b not in unreadable]
     kept = set(compared)
     mine = [r for r in mine if r["batch"] in kept]
+    if not (Path(host_data) / LEDGER_FILE).is_file():  # a typo must not read as "the host lost everything"
+        raise ConfigError(f"no host ledger in {host_data} (the host's data folder holds {LEDGER_FILE})")
     ledger = HostLedger(Path(host_data))
     try:
         host_rows, payouts = host_views(ledger, t.config.terminal_id, compared)
