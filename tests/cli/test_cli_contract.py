@@ -355,3 +355,27 @@ def test_a_qr_payload_on_stdin_is_read_as_bytes_and_a_byte_that_is_not_utf8_is_n
     out = json.loads(proc.stdout)
     byte = latin1.index("é".encode("latin-1"))
     assert proc.returncode == 2 and out["errors"] == [f"payload is not valid UTF-8 (byte {byte})"], out
+
+
+def test_folders_given_relative_are_kept_absolute_and_an_empty_archive_is_refused(
+    tmp_path: Path, host: HostProcess
+) -> None:
+    def run_in(cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+        proc = subprocess.run([*TV, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+        assert proc.returncode in ok, (args, proc.stdout, proc.stderr)
+        return json.loads(proc.stdout) if "--json" in args else proc
+
+    (tmp_path / "nas").mkdir()
+    run_in(tmp_path, "--data", "till", "init", "--terminal-id", "TVREL001", "--host", host.address,
+           "--device-b", "card-b", "--archive", "nas")  # fmt: skip
+    data = tmp_path / "till"
+    config = json.loads((data / "terminal.json").read_text())
+    assert config["device_b"] == str(tmp_path / "card-b") and config["archive"] == str(tmp_path / "nas")
+    # From another working folder, device B and the archive are still where they were.
+    st = run_in(Path("/"), "--data", str(data), "status", "--json")
+    assert st["archive"] == str(tmp_path / "nas")
+    book = run_in(Path("/"), "--data", str(data), "runbook", "--no-probe", "--json", ok=(0, 1, 3))
+    assert not any("device B" in f.get("title", "") and "gone" in f.get("title", "") for f in book["findings"]), book
+    out = run_in(tmp_path, "--data", str(data), "archive", "set", "", "--json", ok=(2,))
+    assert "it was empty" in out["reason"]
+    assert json.loads((data / "terminal.json").read_text())["archive"] == str(tmp_path / "nas")

@@ -948,6 +948,8 @@ def archive_set(
     """Give the terminal an archive after init (or change it): sealed batches leave for it at cleanup."""
 
     def run() -> dict[str, Any]:
+        if not target.strip():
+            raise InvalidInput("give the archive folder or URL, or 'none' to stop offloading (it was empty)")
         with Terminal.open(state.data, exclusive=True) as t:
             t.operators.check("archive", operator, _operator_pin(t, operator, pin))
             return t.set_archive(None if target.strip().lower() == "none" else target, ca=ca)

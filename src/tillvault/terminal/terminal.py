@@ -190,11 +190,13 @@ class Terminal:
             space=policy.to_dict(),
             limits=checked_limits,
             offline={**OfflinePolicy.for_currency(merchant.currency).__dict__, **(offline or {})},
-            device_b=str(device_b) if device_b else None,
-            archive=str(archive) if archive else None,  # a folder, or the back office's http(s) URL
+            # Absolute: the terminal is opened from any working folder (a relative device B or
+            # archive would be "gone" when the runbook runs from elsewhere).
+            device_b=str(Path(device_b).resolve()) if device_b else None,
+            archive=_absolute_archive(archive),  # a folder, or the back office's http(s) URL
             retention=RetentionPolicy.from_dict(retention).to_dict(),
             host_tls_ca=str(Path(host_tls_ca).resolve()) if host_tls_ca else None,
-            archive_tls_ca=str(archive_tls_ca) if archive_tls_ca else None,
+            archive_tls_ca=str(Path(archive_tls_ca).resolve()) if archive_tls_ca else None,
         )
         if device_b:
             from tillvault.store.devices import write_marker
@@ -540,7 +542,7 @@ class Terminal:
         :raises ConfigError: an unreadable CA file.
         """
         self._ensure_writer()
-        target = str(archive) if archive else None
+        target = _absolute_archive(archive)
         self.config.archive_tls_ca = _check_archive(target, ca) if target else None
         _mark_archive(target)
         self.config.archive = target
@@ -932,6 +934,13 @@ def minimum_capacity(policy: SpacePolicy) -> int:
         + policy.ballast_bytes
         + 100 * policy.sale_life_bytes
     )
+
+
+def _absolute_archive(archive: str | Path | None) -> str | None:
+    """The archive as the configuration keeps it: a URL as given, a folder made absolute."""
+    if not archive:
+        return None
+    return str(archive) if _is_url(archive) else str(Path(archive).resolve())
 
 
 def _is_url(archive: str | Path | None) -> bool:
