@@ -379,3 +379,9 @@ def test_folders_given_relative_are_kept_absolute_and_an_empty_archive_is_refuse
     out = run_in(tmp_path, "--data", str(data), "archive", "set", "", "--json", ok=(2,))
     assert "it was empty" in out["reason"]
     assert json.loads((data / "terminal.json").read_text())["archive"] == str(tmp_path / "nas")
+
+
+@pytest.mark.parametrize("module", ["tillvault", "tillvault.cli.main"])
+def test_the_command_runs_as_a_module_too(module: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", module, "qr", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Usage:" in proc.stdout and "Traceback" not in proc.stderr, proc.stderr

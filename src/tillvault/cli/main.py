@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+if __name__ == "__main__":
+    # ``python -m tillvault.cli.main``: run the package's own module. Registering the commands
+    # here too would import this file a second time through them (a circular import).
+    from tillvault.cli.main import main as _package_main
+
+    _package_main()
+    sys.exit(0)
 
 app = typer.Typer(
     name="tillvault",
