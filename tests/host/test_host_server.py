@@ -512,3 +512,33 @@ def test_logged_fingerprint_is_the_sha256_of_the_sorted_json_with_the_pan_as_its
     assert record.fingerprint == expected
     assert processor.handle({**request, "7": "0101000000"}) == json.loads(record.response_json or "")
     ledger.close()
+
+
+def test_refunds_never_return_more_than_the_sale_and_a_partly_refunded_sale_is_not_voided(
+    client: HostClient,
+) -> None:
+    args = card(amount=10_000)
+    paid = client.exchange(iso.sale_request(**args))
+    assert paid["39"] == "00"
+
+    def refund(amount: int) -> dict[str, str]:
+        return client.exchange(iso.refund_request(original_rrn=paid["37"], **card(amount=amount)))
+
+    assert refund(6_000)["39"] == "00"
+    second = refund(6_000)  # 12,000 back on a 10,000 sale: declined, the reason says why
+    assert second["39"] == "13" and "above its amount 10000" in second.get("63", ""), second
+    assert refund(4_000)["39"] == "00"  # exactly what was left
+    assert refund(1)["39"] == "13"
+    void = client.exchange(
+        iso.void_request(original_rrn=paid["37"], original_auth_code=paid["38"], **{**args, "stan": next_stan()})
+    )
+    assert void["39"] == "12" and "partly refunded" in void.get("63", ""), void
+    # A voided sale has nothing left to refund.
+    other = card(amount=2_000)
+    sold = client.exchange(iso.sale_request(**other))
+    voided = client.exchange(
+        iso.void_request(original_rrn=sold["37"], original_auth_code=sold["38"], **{**other, "stan": next_stan()})
+    )
+    assert voided["39"] == "00"
+    late = client.exchange(iso.refund_request(original_rrn=sold["37"], **card(amount=500)))
+    assert late["39"] == "13" and "voided" in late.get("63", ""), late

@@ -144,6 +144,8 @@ _INDEXES = (
     # One request per terminal, date and STAN in a year (a STAN comes back on the same date next year).
     "CREATE UNIQUE INDEX IF NOT EXISTS authorizations_request"
     " ON authorizations (terminal_id, local_date, stan, local_year)",
+    # What was refunded against a sale (a refund never returns more than the sale): refunds only.
+    "CREATE INDEX IF NOT EXISTS authorizations_original ON authorizations (original_id) WHERE original_id IS NOT NULL",
 )
 
 

@@ -37,7 +37,7 @@ from datetime import date
 from tillvault.domain import iso8583 as iso
 from tillvault.errors import MessageError
 from tillvault.host.cardcheck import expiry_problem, pan_problem
-from tillvault.host.ledger import AuthRecord, HostLedger
+from tillvault.host.ledger import LIVE_STATUSES, AuthRecord, HostLedger
 from tillvault.host.ledger_schema import request_year
 from tillvault.host.merchants import UNCHANGED, Unchanged, activation_minimum, activation_refusal, note_sale
 from tillvault.host.settlement import settle_batch
@@ -234,17 +234,45 @@ class MessageProcessor:
             if inactive is not None:
                 response = self._answer(request, "13", message=inactive, rrn=rrn)
                 return self._record(request, response, "declined", card=card)
+            original = self._refunded_sale(request, token) if proc == iso.PROC_REFUND else None
+            if original is not None:
+                too_much = self._refund_beyond_sale(original, amount)
+                if too_much:
+                    return self._record(request, self._answer(request, "13", message=too_much, rrn=rrn), "declined")
             kind = "sale" if proc == iso.PROC_SALE else "refund"
             transfer = self._move(proc, account.id, request, kind, activation=activation)
             response = self._answer(request, "00", rrn=rrn, auth_code=self.ledger.new_auth_code())
-            original = self._refunded_sale(request, token) if proc == iso.PROC_REFUND else None
             return self._record(request, response, "approved", card=card, transfer_id=transfer, original_id=original)
+
+    def _refunded_so_far(self, sale_id: int) -> int:
+        """Minor units refunded, and still standing, against the sale ``sale_id``."""
+        rows = self.ledger.rows(
+            "SELECT coalesce(sum(amount), 0) FROM authorizations WHERE original_id = ? AND proc_code = ? AND status IN "
+            f"({', '.join('?' * len(LIVE_STATUSES))})",
+            (sale_id, iso.PROC_REFUND, *LIVE_STATUSES),
+        )
+        return int(rows[0][0])
+
+    def _refund_beyond_sale(self, sale_id: int, amount: int) -> str | None:
+        """Why a refund of ``amount`` against sale ``sale_id`` cannot be approved (a voided sale, or
+        more than is left of it), or None: the cardholder never gets back more than was paid."""
+        sale = self.ledger.get(sale_id)
+        if not sale.live:
+            return f"the sale named (RRN {sale.rrn}) is {sale.status}: there is nothing to refund"
+        done = self._refunded_so_far(sale_id)
+        if done + amount > sale.amount:
+            return (
+                f"refund of {amount} would bring the refunds of the sale (RRN {sale.rrn}) to {done + amount}, "
+                f"above its amount {sale.amount} (minor units)"
+            )
+        return None
 
     def _refunded_sale(self, request: Mapping[str, str], token: str) -> int | None:
         """The id of the sale a refund names (field 37: its RRN), when it is a sale of the same card.
 
-        Informational for the money (a refund stands on its own), but it bounds the fee a refund
-        may return: never more than that sale paid.
+        It bounds the refund (never more than is left of that sale, nothing of a voided one) and the
+        fee a refund may return (never more than that sale paid). A refund naming no sale of this
+        card stands on its own.
         """
         rrn = request.get("37")
         if not rrn:
@@ -288,6 +316,8 @@ class MessageProcessor:
             return decline("12", "void card differs from the sale's card")
         if original.amount != iso.field_int(request, "4"):
             return decline("13", "void amount differs from the sale's amount")
+        if self._refunded_so_far(original.id):
+            return decline("12", "sale partly refunded: refund the rest instead of voiding it")
         if original.batch is not None and self.ledger.batch_settled(
             request["41"], original.batch, since=original.created_at
         ):
