@@ -239,7 +239,8 @@ def test_init_takes_what_the_code_lacks_and_sizes_limits_for_the_currency(tmp_pa
         "init", "--merchant-qr", IDR_NO_NAME, "--merchant-name", "W", "--max-per-transaction", "200",
         "--max-per-card-per-day", "100", data=tmp_path / "f", ok=(2,),
     )  # fmt: skip
-    assert "max_per_card_per_day" in err and not (tmp_path / "f").exists()  # refused before anything was made
+    assert "--max-per-card-per-day (100.00 IDR) is below --max-per-transaction (200.00 IDR)" in err
+    assert not (tmp_path / "f").exists()  # refused before anything was made
 
 
 def test_the_card_number_can_come_on_stdin_and_the_data_folder_is_private(tmp_path: Path, host: HostProcess) -> None:

@@ -231,3 +231,16 @@ def test_a_restore_cut_short_leaves_no_terminal_and_can_be_run_again(
     assert result["ok"] and result["segments"] == 1
     with Terminal.open(tmp_path / "new") as restored:
         assert restored.find_transaction(1)["amount"] == 100
+
+
+def test_a_backup_inside_the_terminals_own_folder_is_refused_and_nothing_is_written(
+    make_terminal: Callable[..., Terminal],
+) -> None:
+    from tillvault.errors import InvalidInput
+
+    t = make_terminal()
+    t.sale(100, PANS[0], "3012")
+    for inside in (t.data_dir / "bk", t.data_dir):
+        with pytest.raises(InvalidInput, match="inside the terminal's data folder"):
+            create_backup(t, inside, "secret")
+    assert not (t.data_dir / "bk").exists()

@@ -74,7 +74,12 @@ class Limits:
         if self.max_count_per_card_per_day is not None:
             _require_count(self.max_count_per_card_per_day, "max_count_per_card_per_day")
         if self.min_per_transaction > self.max_per_transaction:
-            raise InvalidInput("min_per_transaction is larger than max_per_transaction")
+            cur = currency_info(self.currency)
+            raise InvalidInput(
+                f"the per-transaction limit ({format_amount(self.max_per_transaction, cur)} {cur.alpha}) is below "
+                f"the smallest amount a sale may have ({format_amount(self.min_per_transaction, cur)} {cur.alpha}): "
+                "no sale could be taken"
+            )
         object.__setattr__(self, "currency", currency_info(self.currency).alpha)
 
     def to_dict(self) -> dict[str, Any]:

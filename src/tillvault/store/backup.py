@@ -115,6 +115,17 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
     :raises InvalidInput: ``dest`` holds other files, or no passphrase.
     """
     dest = Path(dest)
+    target = dest.resolve()
+    devices = [("data folder", Path(t.data_dir))]
+    device_b = getattr(getattr(t, "config", None), "device_b", None)
+    if device_b:
+        devices.append(("device B folder", Path(device_b)))
+    for what, folder in devices:
+        if target == folder.resolve() or folder.resolve() in target.parents:
+            raise InvalidInput(
+                f"backup destination {dest} is inside the terminal's {what} ({folder}): a backup there is lost "
+                "with the device and takes the sales' space; write it to another disk (a USB stick, a NAS)"
+            )
     if dest.exists() and any(dest.iterdir()):
         raise InvalidInput(f"backup destination {dest} is not empty")
     salt = secrets.token_bytes(16)

@@ -884,9 +884,12 @@ def _limits_with_defaults(currency: str, given: dict[str, Any]) -> dict[str, Any
             if out[smaller] <= out[larger]:
                 continue
             if smaller in given and larger in given:
-                raise InvalidInput(
-                    f"{larger} ({out[larger]}) is below {smaller} ({out[smaller]}): a day must hold one transaction"
-                )
+                from tillvault.domain.money import format_amount
+
+                def shown(name: str) -> str:
+                    return f"--{name.replace('_', '-')} ({format_amount(out[name], currency)} {currency})"
+
+                raise InvalidInput(f"{shown(larger)} is below {shown(smaller)}: a day must hold one transaction")
             if larger in given:
                 out[smaller] = out[larger]
             else:
