@@ -386,3 +386,21 @@ def test_folders_given_relative_are_kept_absolute_and_an_empty_archive_is_refuse
 def test_the_command_runs_as_a_module_too(module: str) -> None:
     proc = subprocess.run([sys.executable, "-m", module, "qr", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Usage:" in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_an_acquirer_address_mistyped_at_init_is_corrected_and_the_waiting_sales_go_there(
+    tmp_path: Path, host: HostProcess
+) -> None:
+    data = tmp_path / "till"
+    _, out, _ = tv("init", "--terminal-id", "TVACQ001", "--host", "999.1.1.1:8583", "--json", data=data, ok=(2,))
+    assert "is not an IPv4 address" in out["reason"] and not data.exists()
+    tv("init", "--terminal-id", "TVACQ001", "--host", "127.0.0.1:1", data=data)  # nothing listens there
+    _, out, _ = tv("sale", "--amount", "5.00", "--pan", "4111111111111111", "--expiry", "3012", "--json", data=data)
+    assert out["status"] == "offline_approved"
+    _, out, _ = tv("acquirer", "set", "nowhere", "--json", data=data, ok=(2,))
+    assert "must be HOST:PORT" in out["reason"]
+    _, out, _ = tv("acquirer", "set", host.address, "--json", data=data)
+    assert out["host"] == host.address
+    assert json.loads((data / "terminal.json").read_text())["host"] == host.address
+    _, out, _ = tv("settle", "--json", data=data)  # the advice reaches the new host first, then it settles
+    assert out["ok"] and out["balanced"], out

@@ -246,6 +246,7 @@ def runbook(
 
 tx_app = typer.Typer(help="Transactions in the journal.", no_args_is_help=True)
 archive_app = typer.Typer(help="Where settled batches are offloaded (a NAS or USB folder, or the back office).")
+acquirer_app = typer.Typer(help="The acquirer host the terminal authorizes and settles with.")
 
 
 @tx_app.command("list")
@@ -326,6 +327,7 @@ def register(app: typer.Typer) -> None:
     app.command("runbook")(runbook)
     app.add_typer(tx_app, name="tx")
     app.add_typer(archive_app, name="archive")
+    app.add_typer(acquirer_app, name="acquirer")
     register_sales(app)
 
 
@@ -961,3 +963,26 @@ def archive_set(
         console.print(f"archive: {out['archive']} (sealed batches leave for it at the next cleanup)", highlight=False)
     else:
         console.print("no archive: sealed batches stay on the device", highlight=False)
+
+
+@acquirer_app.command("set")
+def acquirer_set(
+    address: Annotated[str, typer.Argument(help="The acquirer host as HOST:PORT (e.g. 10.0.0.5:8583).")],
+    ca: Annotated[str | None, typer.Option("--ca", help="CA certificate (PEM) of a host with a private CA.")] = None,
+    operator: OperatorOpt = None,
+    pin: PinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point the terminal at another acquirer host (an address mistyped at init, a new one); waiting
+    advices and the next settlement go there."""
+
+    def run() -> dict[str, Any]:
+        with Terminal.open(state.data, exclusive=True) as t:
+            t.operators.check("acquirer", operator, _operator_pin(t, operator, pin))
+            return t.set_host(address.strip(), ca=ca)
+
+    out = guarded(run, as_json=as_json)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(f"acquirer host: {out['host']}", highlight=False)

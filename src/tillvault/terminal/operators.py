@@ -47,6 +47,7 @@ PERMISSIONS = {
     "cleanup": "supervisor",
     "backup": "manager",
     "archive": "manager",
+    "acquirer": "manager",
     "update": "manager",
     "operators": "manager",
 }
@@ -57,6 +58,7 @@ _LABELS = {
     "cleanup": "freeing space",
     "update": "installing software updates",
     "archive": "changing where settled data is offloaded",
+    "acquirer": "changing the acquirer host's address",
 }
 MAX_FAILED = 5
 LOCKOUT_MS = 15 * 60_000

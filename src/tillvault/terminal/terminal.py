@@ -622,6 +622,26 @@ class Terminal:
             context = ssl.create_default_context(cafile=self.config.host_tls_ca)
         return HostClient(self.config.host, timeout=timeout, connect_timeout=connect_timeout, ssl_context=context)
 
+    def set_host(self, address: str, *, ca: str | Path | None = None) -> dict[str, Any]:
+        """Point the terminal at another acquirer host for good (a typo at ``init``, a new address):
+        checked as ``init`` checks it, saved, and used from the next exchange. ``ca``: the host's CA
+        (PEM) when it speaks TLS with a private CA; without it, the link is TLS only if it was.
+
+        :raises InvalidInput: not ``host:port``. :raises ConfigError: an unreadable CA file.
+        """
+        self._ensure_writer()
+        _check_address(address)
+        checked = None
+        if ca:
+            from tillvault.terminal.fleet import check_ca_file
+
+            checked = check_ca_file(ca, "--ca")
+        self.use_host(address)
+        if checked is not None:
+            self.config.host_tls_ca = checked
+        self.config.save(self.data_dir)
+        return {"ok": True, "host": address, "host_tls_ca": self.config.host_tls_ca}
+
     def use_host(self, address: str) -> None:
         """Talk to the host at ``address`` from now on (closing the current link)."""
         _check_address(address)
@@ -1014,3 +1034,12 @@ def _check_address(address: str) -> None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidInput(f"host address {address!r} must be HOST:PORT, e.g. 127.0.0.1:8583")
+    if host.replace(".", "").isdigit():
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidInput(
+                f"host address {address!r}: {host} is not an IPv4 address (four numbers 0-255)"
+            ) from None
