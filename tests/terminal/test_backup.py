@@ -200,9 +200,22 @@ def test_an_interrupted_init_can_be_run_again_and_a_journal_with_sales_is_never_
     assert sold.sale(1000, "4111111111111111", "3012").status == "approved"
     sold.close()
     (sold.data_dir / "terminal.json").unlink()
-    with pytest.raises(ConfigError, match="holds a journal with 1 transactions"):
+    with pytest.raises(ConfigError, match=r"holds a terminal's data \(1 transactions, 1 invoices issued\)"):
         Terminal.init(sold.data_dir, terminal_id="TVREINI2", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
     assert (sold.data_dir / "journal.db").exists()
+    # Nor one whose sales were all settled, sealed and purged from the hot tier (0 transactions there):
+    # a new journal would restart the invoices and seal over the old segments.
+    settled = make_terminal("settled")
+    for i in range(3):
+        assert settled.sale(1000 + i, PANS[i], "3012").status == "approved"
+    assert settled.settle().ok and settled.records.list() == []
+    settled.close()
+    (settled.data_dir / "terminal.json").unlink()
+    segments = sorted((settled.data_dir / "segments").glob("*.tvs"))
+    before = [p.read_bytes() for p in segments]
+    with pytest.raises(ConfigError, match="1 sealed batches, 3 invoices issued, 1 sealed segment file"):
+        Terminal.init(settled.data_dir, terminal_id="TVREINI3", merchant_qr=DEMO_MERCHANT_QR, host="127.0.0.1:9")
+    assert [p.read_bytes() for p in segments] == before and (settled.data_dir / "journal.db").exists()
 
 
 def test_a_restore_cut_short_leaves_no_terminal_and_can_be_run_again(

@@ -1013,17 +1013,36 @@ def _clear_interrupted_init(data_dir: Path, device_b: str | Path | None) -> None
     from tillvault.store.devices import MARKER
 
     for folder in (data_dir, Path(device_b) if device_b else None):
-        if folder is None or not (folder / "journal.db").exists():
+        if folder is None:
             continue
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{folder / 'journal.db'}?mode=ro", uri=True)) as conn:
-                count = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
-        except sqlite3.Error:
-            count = 0  # no table yet: the init died before its schema
-        if count:
+        sealed = sorted(p.name for p in (folder / "segments").glob("*.tvs")) if (folder / "segments").is_dir() else []
+        if not (folder / "journal.db").exists() and not sealed:
+            continue
+        used: list[str] = []
+        if (folder / "journal.db").exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{folder / 'journal.db'}?mode=ro", uri=True)) as conn:
+                    for what, sql in (
+                        ("transactions", "SELECT count(*) FROM transactions"),
+                        ("sealed batches", "SELECT count(*) FROM segments"),
+                        ("invoices issued", "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'invoice'"),
+                    ):
+                        with contextlib.suppress(sqlite3.Error):  # no table yet: the init died before it
+                            n = int(conn.execute(sql).fetchone()[0])
+                            if n:
+                                used.append(f"{n} {what}")
+            except sqlite3.Error:
+                pass  # not even a database: what an init killed at its first write leaves
+        if sealed:
+            used.append(f"{len(sealed)} sealed segment file(s)")
+        if used:
+            # A journal that ever sold (its sales sealed and purged, its invoices counted) is never
+            # taken for an interrupted init: a new journal would reuse invoice numbers and seal over
+            # the old segments.
             raise ConfigError(
-                f"{folder} holds a journal with {count} transactions but no terminal.json (an interrupted "
-                "restore?): restore it again into an empty folder, or move it aside"
+                f"{folder} holds a terminal's data ({', '.join(used)}) but no terminal.json (deleted, or an "
+                "interrupted restore?): put its terminal.json back or restore from a backup; to start afresh, "
+                "move the folder aside first"
             )
         for name in (*_INIT_FILES, MARKER):
             with contextlib.suppress(FileNotFoundError):
