@@ -413,6 +413,19 @@ def test_an_archive_on_its_own_disk_is_trusted_even_when_emptied_and_an_empty_mo
     assert report.offloaded == 0 and report.errors and "not mounted" in report.errors[0]
     assert list(local.iterdir()) == []
     assert other.scrub()["archive"]["reachable"] is False
+    # The same on a third disk: the terminal's data on a disk of its own, the NAS's mount point an
+    # empty folder on the system disk. Without the marker set up there, nothing is sent or evicted.
+    own = tmpfs_factory("8m")
+    mount_point = tmp_path / "mnt-nas-2"
+    mount_point.mkdir()
+    third = make_terminal(archive=mount_point, name=str(own.path / "till"))
+    (mount_point / ".tillvault-archive").unlink()  # the NAS is not mounted now
+    _day(third, 5)
+    report = third.tiers.offload(third.archive_sink())
+    assert report.offloaded == 0 and "holds no archive marker" in report.errors[0]
+    assert third.tiers.evict(third.archive_sink(), keep_days=0, now_ms=third.now_ms() + 1).evicted == 0
+    assert list(mount_point.iterdir()) == [] and all(s["local"] for s in third.tiers.catalogue())
+    assert "holds no archive marker" in " ".join(third.cleanup().to_dict()["actions"])
 
 
 def test_init_names_an_archive_folder_that_is_not_there_and_creates_nothing(tmp_path: Path) -> None:

@@ -113,6 +113,17 @@ class DirectorySink:
         :raises ArchiveUnavailable: sink missing or full, or the copy does not verify.
         """
         self._check()
+        if self.terminal_dev is not None and not (self.root / MARKER).exists():
+            if any(self.root.glob("seg-*.tvs")):
+                self.mark()  # an archive used before markers existed: its segments say what it is
+            else:
+                # Marked when it was configured: a folder without the marker is not that archive, on
+                # whatever disk it lies (an empty mount point, the NAS not mounted): nothing is sent
+                # there, so nothing can be evicted on the strength of it.
+                raise ArchiveUnavailable(
+                    f"archive {self.root} holds no archive marker: the NAS or USB disk is not mounted there "
+                    f"(if it was wiped, run tillvault archive set {self.root} to use it again)"
+                )
         target = self.root / path.name
         if target.exists() and file_sha256(target) == digest:
             return
@@ -126,8 +137,6 @@ class DirectorySink:
                 dst.flush()
                 os.fsync(dst.fileno())
             os.replace(tmp, target)
-            if self.terminal_dev is not None:  # the archive (not a device B copy): marked with its first segment
-                self._write_marker()
             fsync_dir(self.root)
         except OSError as exc:
             with contextlib.suppress(OSError):
