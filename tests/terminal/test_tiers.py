@@ -263,13 +263,17 @@ def test_cleanup_frees_caches_and_finished_downloads_first(make_terminal: Callab
     update.write_bytes(os.urandom(300_000))
     partial = t.caches.path("updates") / "firmware-2.2.bin.part"
     partial.write_bytes(b"p" * 1000)
+    abandoned = t.caches.path("updates") / "firmware-2.0.bin.part"
+    abandoned.write_bytes(b"a" * 200_000)
     old = time.time() - 7200
     os.utime(update, (old, old))
-    os.utime(partial, (old, old))
+    os.utime(partial, (time.time() - 600, time.time() - 600))  # written to ten minutes ago
+    os.utime(abandoned, (old, old))  # nothing has written to it for two hours: the download died
     report = t.cleanup().to_dict()
     assert not update.exists(), "a finished download is evicted"
     assert partial.exists(), "a download in progress is kept"
-    assert report["freed_bytes"] >= 300_000
+    assert not abandoned.exists(), "an abandoned download does not hold its space for ever"
+    assert report["freed_bytes"] >= 500_000
     assert any("cleaned caches" in a for a in report["actions"])
 
 

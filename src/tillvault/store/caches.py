@@ -3,8 +3,9 @@
 Caches are the first things the pressure ladder frees, before any transaction needs the
 space: temporary files, finished update downloads, receipt images, logs. Each area has a
 folder under the data folder, a byte budget, a maximum age and an order; cleaning evicts
-oldest-first, in area order. Files being written (``*.part``) and files touched in the last
-minute are never evicted.
+oldest-first, in area order. Files touched in the last minute are never evicted, nor files
+being written (``*.part``) unless nothing has written to them for :data:`ABANDONED_PART_S`
+(a download killed or given up: it would otherwise hold its space for ever).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 IN_USE_S = 60
+#: A ``.part`` file nothing has written to for this long is an abandoned download.
+ABANDONED_PART_S = 3600
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class CacheManager:
             total = sum(size for _, size, _ in files)
             got = 0
             for mtime, size, path in files:  # oldest first
-                if path.suffix == ".part" or now - mtime < IN_USE_S:
+                if now - mtime < (ABANDONED_PART_S if path.suffix == ".part" else IN_USE_S):
                     continue
                 too_old = now - mtime > area.max_age_days * 86400
                 if aggressive or too_old or total > area.budget_bytes:
