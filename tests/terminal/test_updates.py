@@ -185,3 +185,33 @@ def test_a_package_write_that_was_killed_leaves_no_space_taken_for_good(
     leftover.write_bytes(b"x" * 300_000)
     report = t.cleanup()  # the ladder's cache step removes it too
     assert not leftover.exists() and "update leftovers" in " ".join(report.actions)
+
+
+def test_a_disk_that_fills_before_the_install_is_recorded_leaves_no_package_behind(
+    make_terminal: Callable[..., Terminal], vendor: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[type-arg]
+    import errno
+
+    import tillvault.terminal.updates as updates
+
+    t = make_terminal()
+    t.updates.trust(vendor["public"])
+    t.updates.apply(vendor["out"] / "2.0.0.manifest.json")
+    real = updates.write_atomic
+
+    def full_at_the_record(path: Path, data: bytes, **kw: object) -> None:
+        if Path(path).name == "installed.json":  # the package went in; then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(updates, "write_atomic", full_at_the_record)
+    with pytest.raises(StorageFull, match=r"nothing was installed, 2\.0\.0 stays in use"):
+        t.updates.apply(vendor["out"] / "2.0.1.manifest.json")
+    monkeypatch.setattr(updates, "write_atomic", real)
+    packages = t.updates.folder / "packages"
+    assert _files(packages) == ["2.0.0.pkg"] and t.updates.installed()["version"] == "2.0.0"
+    # A package a killed install left (written, never recorded) is removed by the cleanup step.
+    (packages / "2.0.1.pkg").write_bytes(vendor["v2"])
+    assert t.updates.remove_leftovers() == len(vendor["v2"])
+    assert _files(packages) == ["2.0.0.pkg"]
+    assert t.updates.apply(vendor["out"] / "2.0.1.manifest.json")["version"] == "2.0.1"

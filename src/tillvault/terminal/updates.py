@@ -190,8 +190,17 @@ class Updates:
 
     def remove_leftovers(self) -> int:
         """Remove the temporary files of package writes that were killed (a SIGKILL leaves the
-        half-written ``.VERSION.pkg.*.tmp``); returns the bytes freed."""
-        return remove_files((self.folder / "packages").glob(".*.pkg.*.tmp"))
+        half-written ``.VERSION.pkg.*.tmp``), and packages neither installed nor kept to roll back
+        to (an install killed or refused after its package was written); returns the bytes freed."""
+        freed = remove_files((self.folder / "packages").glob(".*.pkg.*.tmp"))
+        try:
+            current = self.installed()
+        except ConfigError:
+            return freed  # the record is unreadable: which package is in use is not known, keep them all
+        wanted = {current.get("version"), current.get("previous"), current.get("rolled_back_from")} - {None}
+        return freed + remove_files(
+            p for p in (self.folder / "packages").glob("*.pkg") if not p.name.startswith(".") and p.stem not in wanted
+        )
 
     def apply(self, manifest_path: Path, patch_path: Path | None = None) -> dict[str, Any]:
         """Apply a signed update (see the module's steps); returns what was installed.
@@ -249,7 +258,21 @@ class Updates:
                 raise StorageFull(f"the disk filled while writing update {version}: nothing was installed") from exc
             raise
         record = {"version": version, "sha256": body["target_sha256"], "size": need, "previous": current["version"]}
-        self._switch(record, event="update_installed")
+        try:
+            self._switch(record, event="update_installed")
+        except OSError as exc:
+            # The record could not be written (the disk filled meanwhile): the package written is
+            # not installed and must not stay, taking the space.
+            if current["version"] != version:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+                self.t.space.forget_sizes()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(
+                    f"the disk filled while installing update {version}: nothing was installed, "
+                    f"{current['version'] or 'no package'} stays in use"
+                ) from exc
+            raise
         return record
 
     def rollback(self) -> dict[str, Any]:
@@ -263,7 +286,13 @@ class Updates:
         if not previous or not path.is_file():
             raise InvalidInput("there is no previous package to roll back to")
         data = path.read_bytes()
-        record = {"version": previous, "sha256": _sha256(data), "size": len(data), "previous": None}
+        record = {
+            "version": previous,
+            "sha256": _sha256(data),
+            "size": len(data),
+            "previous": None,
+            "rolled_back_from": current["version"],  # kept on the device (see remove_leftovers)
+        }
         self._switch(record, event="update_rolled_back", keep=current["version"])
         return record
 
