@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,10 @@ LEVELS = ("normal", "watch", "high", "critical", "exhausted")
 WALK_TTL_S = 2.0
 #: Unexplained change of the disk's free space that forces a new walk.
 WALK_DRIFT_BYTES = 128 * 1024
+
+
+#: The largest size a capacity or a policy figure may have (an exbibyte: larger than any disk).
+MAX_SIZE = 1 << 60
 
 
 def parse_size(text: str | int) -> int:
@@ -62,13 +68,14 @@ def parse_size(text: str | int) -> int:
     unit = s[len(num) :]
     if not num or unit not in units:
         raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)")
-    try:
-        value = float(num)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)") from None
-    if value < 0:
+    if num.startswith("-") and re.fullmatch(r"-[0-9]+(\.[0-9]+)?", num):
         raise ValueError(f"size must not be negative: {text!r}")
-    return int(value * units[unit])
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", num):  # no 1e400, inf or nan: a size is written out
+        raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)")
+    size = int(Decimal(num) * units[unit])  # exact: 999999999999 is not rounded through a float
+    if size > MAX_SIZE:
+        raise ValueError(f"size {text!r} is larger than any disk ({MAX_SIZE:,} B at most)")
+    return size
 
 
 @dataclass
