@@ -73,6 +73,14 @@ def test_three_views_of_the_same_money_agree(views: Any) -> None:
     assert compare_views(terminal, host) == []
 
 
+def test_the_terminals_seven_digit_invoices_match_the_hosts_six(views: Any) -> None:
+    # Field 62 carries six digits: the terminal's invoice 1,000,002 is 2 on the host.
+    terminal, host, payout = views
+    for row in terminal:
+        row["invoice"] += 1_000_000
+    assert compare_views(terminal, host, payout) == []
+
+
 def test_host_rows_carry_what_reconciliation_needs(views: Any) -> None:
     _, host, _ = views
     by_invoice = {r["invoice"]: r for r in host}

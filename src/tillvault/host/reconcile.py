@@ -67,9 +67,20 @@ def _currency(value: Any) -> str:
         return str(value)
 
 
+#: Fields 60 and 62 carry six digits: the host knows a batch or invoice number modulo this.
+_WIRE_NUMBERS = 1_000_000
+
+
+def _wire(value: Any) -> Any:
+    """A batch or invoice number as the host holds it (the terminal's invoice 1,000,000 is 0 there;
+    within one batch, six digits never repeat)."""
+    number = _number(value)
+    return number % _WIRE_NUMBERS if isinstance(number, int) and not isinstance(number, bool) else number
+
+
 def _key(row: Row) -> tuple[Any, Any]:
-    invoice = _number(row.get("invoice"))
-    return _number(row.get("batch")), invoice if invoice is not None else f"stan:{row.get('stan')}"
+    invoice = _wire(row.get("invoice"))
+    return _wire(row.get("batch")), invoice if invoice is not None else f"stan:{row.get('stan')}"
 
 
 def batch_figures(rows: Iterable[Row], statuses: frozenset[str]) -> dict[Any, dict[str, int]]:
