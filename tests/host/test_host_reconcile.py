@@ -183,3 +183,18 @@ def test_declines_and_voids_do_not_count() -> None:
         {"batch": 1, "invoice": 2, "kind": "void", "amount": 500, "currency": "156", "status": "approved"},
     ]
     assert compare_views(terminal, host) == []
+
+
+def test_a_batch_number_a_replacement_device_used_again_is_reconciled_on_its_own_rows(tmp_path: Path) -> None:
+    # Device A sells and settles batch 1; the device replacing it under the same terminal id
+    # starts again at batch 1 and invoice 1, and settles: its batch is its own rows only.
+    host = Driver(tmp_path / "host", FRIDAY)
+    host.sale(100, invoice=1, batch=1)
+    assert host.settle(1)["39"] == "00"
+    host.sale(250, invoice=1, batch=1)
+    assert host.settle(1)["39"] == "00"
+    rows, _ = host_views(host.ledger, TERMINAL, [1])
+    assert [(r["invoice"], r["amount"]) for r in rows] == [(1, 250)]
+    mine = as_terminal(rows)
+    assert compare_views(mine, rows) == []
+    host.close()

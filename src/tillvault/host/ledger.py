@@ -656,18 +656,10 @@ class HostLedger:
             " FROM authorizations WHERE terminal_id = ? AND batch = ? AND proc_code IN (?, ?)"
         )
         args: list[Any] = [terminal_id, batch, PROC_SALE, PROC_REFUND]
-        # A number settled before and used again (a device that replaced another under the same
-        # terminal id, a restored one): the batch is what came after the last settlement before
-        # its newest transaction, never the earlier batch's rows too.
-        since = self._one(
-            "SELECT max(s.created_at) AS t FROM settlements s WHERE s.terminal_id = ? AND s.batch = ?"
-            " AND (s.response = '00' OR s.business_date IS NOT NULL) AND s.created_at < ("
-            "SELECT max(a.created_at) FROM authorizations a WHERE a.terminal_id = ? AND a.batch = ?)",
-            (terminal_id, batch, terminal_id, batch),
-        )
-        if since is not None and since["t"] is not None:
+        since = self._batch_since(terminal_id, batch)
+        if since is not None:
             sql += " AND created_at > ?"
-            args.append(since["t"])
+            args.append(since)
         if currency is not None:
             sql += " AND currency = ?"
             args.append(currency)
@@ -683,6 +675,18 @@ class HostLedger:
             figures[f"{prefix}_count"] += row["n"]
             figures[f"{prefix}_amount"] += row["total"]
         return BatchTotals(**figures)
+
+    def _batch_since(self, terminal_id: str, batch: int) -> str | None:
+        """Where a batch number used again begins (a device that replaced another under the same
+        terminal id, a restored one): the last settlement of that number before its newest
+        transaction, so the batch is what came after it, never the earlier batch's rows too."""
+        since = self._one(
+            "SELECT max(s.created_at) AS t FROM settlements s WHERE s.terminal_id = ? AND s.batch = ?"
+            " AND (s.response = '00' OR s.business_date IS NOT NULL) AND s.created_at < ("
+            "SELECT max(a.created_at) FROM authorizations a WHERE a.terminal_id = ? AND a.batch = ?)",
+            (terminal_id, batch, terminal_id, batch),
+        )
+        return None if since is None or since["t"] is None else str(since["t"])
 
     def record_settlement(
         self,
@@ -737,10 +741,17 @@ class HostLedger:
         ``uploaded``: money effect stands; ``declined``, ``reversed``, ``voided``: it does not),
         ``live``, ``rrn``, ``auth_code``, ``masked_pan``, ``settled_date`` (ISO business date or
         None), ``fee`` and ``fee_name`` (set at settlement). The input to
-        :func:`tillvault.host.reconcile.compare_views`.
+        :func:`tillvault.host.reconcile.compare_views`. A batch number used again holds only what
+        came after its earlier settlement (as :meth:`batch_totals` counts it).
         """
-        rows = self.authorizations(terminal_id_field(terminal_id), batch)
-        return [_view_row(r) for r in rows if r.proc_code in (PROC_SALE, PROC_REFUND, PROC_VOID)]
+        tid = terminal_id_field(terminal_id)
+        rows = self.authorizations(tid, batch)
+        since = self._batch_since(tid, batch) if batch is not None else None
+        return [
+            _view_row(r)
+            for r in rows
+            if r.proc_code in (PROC_SALE, PROC_REFUND, PROC_VOID) and (since is None or r.created_at > since)
+        ]
 
 
 class _Transaction:
