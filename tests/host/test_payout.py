@@ -619,3 +619,21 @@ def test_books_balance_and_payouts_add_up_after_any_history(
             assert compute_statements(host.ledger, host.today + timedelta(days=5)) == []
         finally:
             host.close()
+
+
+def test_a_threshold_set_after_its_day_was_paid_out_refunds_the_deposit_in_the_next_payout(host: Driver) -> None:
+    set_merchant(host.ledger, MERCHANT, today=FRIDAY, deposit=29_900)  # held, no threshold yet
+    host.sale(60_000, batch=1)
+    host.settle(1)
+    assert host.payout(FRIDAY)["merchants"][0]["deposit_refund"] == 0
+    host.today = FRIDAY + timedelta(days=3)  # Monday: the threshold is set, Friday already reached it
+    set_merchant(host.ledger, MERCHANT, today=host.today, refund_threshold=50_000)
+    host.sale(1_000, batch=2)
+    host.settle(2)
+    monday = host.payout(host.today)["merchants"][0]
+    assert monday["deposit_refund"] == 29_900 and monday["deposit"]["status"] == "refunded"
+    host.today += timedelta(days=1)
+    host.sale(1_000, batch=3)
+    host.settle(3)
+    assert host.payout(host.today)["merchants"][0]["deposit_refund"] == 0  # once
+    host.assert_books_balance()

@@ -169,9 +169,19 @@ def compute_statements(ledger: HostLedger, business_date: date) -> list[dict[str
             target[f"{side}_amount"] += row["amount"]
         batch["fees_total"] += row["fee"] or 0
         st["charges"].append(FeeCharge(row["fee_name"], row["fee"] or 0))
+    paid_out: set[str] | None = None
     for merchant in list_merchants(ledger):
-        if deposit_refund_date(ledger, merchant) == business_date:
-            statement(merchant.merchant_id, merchant.currency)["deposit_refund"] = merchant.deposit
+        # Due on the date the threshold was reached; when that date was paid out before the
+        # threshold was set or lowered, on the next date paid out after it: never skipped.
+        due = deposit_refund_date(ledger, merchant)
+        if due is None or due > business_date:
+            continue
+        if due < business_date:
+            if paid_out is None:
+                paid_out = {r["business_date"] for r in ledger.rows("SELECT business_date FROM payout_runs")}
+            if due.isoformat() not in paid_out:
+                continue  # its own date is still to be paid out: the refund goes there
+        statement(merchant.merchant_id, merchant.currency)["deposit_refund"] = merchant.deposit
     out = []
     for (merchant_id, currency), st in sorted(groups.items()):
         charges: list[FeeCharge] = st.pop("charges")
