@@ -281,12 +281,15 @@ def test_masking_never_reveals_the_middle_digits(digits: str) -> None:
     assert digits not in text
 
 
-def test_redact_pans_masks_the_pan_of_track_1_data() -> None:
+def test_redact_pans_masks_track_data_whole() -> None:
     from tillvault.domain.cards import redact_pans
 
+    # The cardholder's name, the expiry and the service code of a swiped track go with the PAN.
     assert redact_pans("amount '%B4111111111111111^DOE/JOHN^2812101?' is not") == (
-        "amount '%B411111******1111^DOE/JOHN^2812101?' is not"
+        "amount '%B411111******1111^***^***' is not"
     )
+    assert redact_pans("amount ';4111111111111111=28121010000000?' is not") == "amount ';411111******1111=***' is not"
+    assert redact_pans("rrn 123456789012 = 5, a^b") == "rrn 123456789012 = 5, a^b"
     assert redact_pans("B1234567890123^") == "B1234567890123^"  # not a card: no brand, fails Luhn
     assert redact_pans("archive folder /x/4539578763621486 is missing") == (
         "archive folder /x/453957******1486 is missing"

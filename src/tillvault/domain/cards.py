@@ -278,7 +278,18 @@ def redact_pans(text: str) -> str:
             return m.group(0)
         return mask_pan(digits)
 
-    return _PAN_LIKE.sub(mask, text)
+    masked = _PAN_LIKE.sub(mask, text)
+    if "^" in masked or "=" in masked:
+        # The rest of a swiped track (name, expiry, service code, discretionary data) goes too.
+        masked = _TRACK_1_REST.sub(r"\1***^***", masked)
+        masked = _TRACK_2_REST.sub(r"\1***", masked)
+    return masked
+
+
+#: After a (masked) track-1 PAN: ``^NAME^YYMM SERVICE DISCRETIONARY`` up to the end sentinel.
+_TRACK_1_REST = re.compile(r"(B[0-9]{6}\*+[0-9]{4}\^)[^^]{0,26}\^[0-9 ]*\??")
+#: After a (masked) track-2 PAN: ``=YYMM SERVICE DISCRETIONARY`` up to the end sentinel.
+_TRACK_2_REST = re.compile(r"([0-9]{6}\*+[0-9]{4}=)[0-9]+\??")
 
 
 #: Dashes a copied card number may be grouped with: hyphen-minus, hyphen to horizontal bar, minus.
