@@ -759,12 +759,14 @@ class Journal:
 
         The WAL is persistent and pre-grown, so SQLite rewrites it from the start after each
         checkpoint and frames past the last rewrite keep old page images indefinitely. This
-        copies the WAL into the database and truncates it (a TRUNCATE checkpoint), then, holding
-        the write lock so nothing is written meanwhile, grows the file back to its size with
-        zeros: a full disk later still finds its WAL, and an all-zero WAL reads as empty.
+        copies the WAL into the database (a RESTART checkpoint: every frame is then in the
+        database and no reader uses the WAL), then, holding the write lock so nothing is written
+        meanwhile, overwrites the file with zeros in place. The file keeps its blocks: truncating
+        it and growing it again handed them, for a moment, to whatever else writes on a full disk,
+        and the settlement then found no room for its WAL. An all-zero WAL reads as empty.
         Returns False when another connection's read kept the checkpoint from completing (it
-        does not wait for it: a waiting checkpoint would hold every writer) or device B's scrub
-        did not complete; call it again later.
+        does not wait for it: a waiting checkpoint would hold every writer), another connection
+        wrote in between, or device B's scrub did not complete; call it again later.
 
         :raises DeviceFailed: an I/O error.
         """
@@ -773,18 +775,20 @@ class Journal:
             conn = self._connect()
             try:
                 size = wal.stat().st_size if wal.exists() else 0
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
                 waited = conn.execute("PRAGMA busy_timeout").fetchone()[0]
                 conn.execute("PRAGMA busy_timeout = 0")
                 try:
-                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 finally:
                     conn.execute(f"PRAGMA busy_timeout = {int(waited)}")
                 if busy:
                     return False
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    written = wal.stat().st_size if wal.exists() else 0
-                    if written == 0 and size > 0:  # nobody wrote between the two
+                    if conn.execute("PRAGMA data_version").fetchone()[0] != version:
+                        return False  # another connection committed since the checkpoint: its frames stay
+                    if size > 0:
                         fd = os.open(wal, os.O_WRONLY)
                         try:
                             zeros = bytes(64 * 1024)
