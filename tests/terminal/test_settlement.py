@@ -438,3 +438,50 @@ def test_a_device_that_replaces_another_under_its_terminal_id_settles_its_own_ba
     report = new.settle()
     assert report.ok and report.balanced and report.totals.sales_count == 1 and report.totals.sales_amount == 1_000
     assert new.find_transaction(first)["status"] == "approved"
+
+
+def test_a_full_disk_with_another_program_grabbing_every_freed_block_still_settles(
+    tmpfs_factory, host: HostProcess
+) -> None:  # type: ignore[no-untyped-def]
+    # The settlement's WAL scrub must never give the WAL's blocks back to the filesystem, even for a
+    # moment: a logger retrying its writes on the full disk takes whatever is freed.
+    import subprocess
+    import sys
+    import time
+
+    from tillvault.store.journal import SETTLEMENT
+    from tillvault.terminal.defaults import DEMO_MERCHANT_QR
+
+    fs = tmpfs_factory("4m")
+    t = Terminal.init(fs.path / "till", terminal_id="TVGREED1", merchant_qr=DEMO_MERCHANT_QR, host=host.address)
+    greedy = None
+    try:
+        for i in range(30):
+            assert t.sale(100 + i, "4111111111111111", "3012", idem_key=f"g{i}").status == "approved"
+        t.space.release_ballast()
+        fs.fill()
+        greedy = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import os\n"
+                f"fd = os.open({str(fs.path / 'greedy.log')!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+                "while True:\n"
+                "    try: os.write(fd, b'x' * 4096)\n"
+                "    except OSError: pass\n",
+            ]
+        )
+        time.sleep(0.3)
+        wal = fs.path / "till" / "journal.db-wal"
+        size = wal.stat().st_size
+        for _ in range(5):  # the race is a matter of timing: five chances for it
+            assert t.settle().ok
+            assert wal.stat().st_size == size, "the WAL keeps its blocks"
+            for i in range(300):  # settlement-class writes (a batch upload's bookkeeping) still fit
+                t.journal.append("batch_upload_probe", {"i": i}, klass=SETTLEMENT)
+            assert t.sale(150, "4111111111111111", "3012").status in ("approved", "refused")
+    finally:
+        if greedy is not None:
+            greedy.kill()
+            greedy.wait()
+        t.close()
