@@ -8,7 +8,7 @@ reaches the action's, proven by a PIN:
 |---|---|
 | cashier | sell, settle, send waiting advices (flush) |
 | supervisor | also refund, void, free space (cleanup) |
-| manager | also back up, install software updates, and add, change and remove operators |
+| manager | also back up, install updates, change the archive or the acquirer host, manage operators |
 
 A PIN is 4 to 12 digits, kept as a keyed hash (HMAC-SHA256 under the key ring's token key,
 which lives outside the data folder, with a salt of its own), compared in constant time. Five
