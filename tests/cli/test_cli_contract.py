@@ -367,6 +367,9 @@ def test_folders_given_relative_are_kept_absolute_and_an_empty_archive_is_refuse
         return json.loads(proc.stdout) if "--json" in args else proc
 
     (tmp_path / "nas").mkdir()
+    out = run_in(tmp_path, "--data", "till", "init", "--terminal-id", "TVREL001", "--host", host.address,
+                 "--device-b", "till/b", "--json", ok=(2,))  # fmt: skip
+    assert "is inside the data folder" in out["reason"] and not (tmp_path / "till").exists()
     run_in(tmp_path, "--data", "till", "init", "--terminal-id", "TVREL001", "--host", host.address,
            "--device-b", "card-b", "--archive", "nas")  # fmt: skip
     data = tmp_path / "till"

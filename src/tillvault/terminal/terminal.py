@@ -169,6 +169,14 @@ class Terminal:
                 f"--capacity {policy.quota_bytes:,} B is below the {minimum:,} B a terminal needs (journal and WAL, "
                 "settlement reserve, ballast and room for 100 sales)"
             )
+        if device_b:
+            a, b = Path(data_dir).resolve(), Path(device_b).resolve()
+            if a == b or a in b.parents or b in a.parents:
+                where = "the data folder" if a == b else "inside the data folder" if a in b.parents else "around it"
+                raise InvalidInput(
+                    f"--device-b {device_b} is {where} ({data_dir}): device B is the second storage device, "
+                    "a folder on another card or disk"
+                )
         # With a quota or without, the disks must physically hold the minimum (device B mirrors A).
         for where in (data_dir, *([Path(device_b)] if device_b else [])):
             _check_filesystem(where, minimum, policy.quota_bytes)
