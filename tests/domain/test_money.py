@@ -133,3 +133,12 @@ def test_a_card_number_typed_as_a_sale_amount_is_refused_without_echoing_it(text
         parse_transaction_amount(text, "CNY")
     assert "4242" not in str(caught.value) and "5555" not in str(caught.value)
     assert parse_transaction_amount("999999999999.99", "CNY") == 99_999_999_999_999
+
+
+@pytest.mark.parametrize("text", ["0", "0.00", "000"])
+def test_a_zero_sale_amount_is_named_as_zero_not_in_minor_units(text: str) -> None:
+    from tillvault.domain.money import parse_transaction_amount
+
+    with pytest.raises(InvalidInput, match="is zero: a sale or refund moves some money"):
+        parse_transaction_amount(text, "CNY")
+    assert parse_transaction_amount("0.01", "CNY") == 1

@@ -258,7 +258,7 @@ def parse_transaction_amount(text: str, currency: str | int | Currency) -> int:
     More than :data:`MAX_WHOLE_DIGITS` digits before the decimal point is refused without
     echoing them: that is a card number typed (or swiped) into the amount, not a price.
 
-    :raises InvalidInput: as :func:`parse_amount`, or too many digits.
+    :raises InvalidInput: as :func:`parse_amount`, too many digits, or zero.
     """
     if isinstance(text, str):
         whole = re.sub(r"[^0-9].*", "", text.strip().lstrip(";%+")).lstrip("0")
@@ -267,7 +267,10 @@ def parse_transaction_amount(text: str, currency: str | int | Currency) -> int:
                 f"amount starts with {len(whole)} digits, more than the {MAX_WHOLE_DIGITS} an amount may have "
                 "before its decimal point: is it a card number typed into the amount?"
             )
-    return parse_amount(text, currency)
+    minor = parse_amount(text, currency)
+    if minor == 0:
+        raise InvalidInput(f"amount {text!r} is zero: a sale or refund moves some money")
+    return minor
 
 
 def parse_amount(text: str, currency: str | int | Currency) -> int:
