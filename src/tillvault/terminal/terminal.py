@@ -414,21 +414,13 @@ class Terminal:
         self._last_sample_ms = now
 
     def forecast(self) -> Any:
-        """The runway forecast from usage samples (see :mod:`tillvault.store.forecast`), on the room
-        left for sales less what the settlement reserve takes as a usual batch fills (the median
-        of the last seven sealed batches, a share per sale): measured after a close, the room
-        left counted that reserve at its smallest, and the forecast ran days late."""
+        """The runway forecast from usage samples (see :mod:`tillvault.store.forecast`)."""
         rows = self.journal.conn.execute("SELECT ts_ms, used_bytes FROM usage_samples ORDER BY ts_ms").fetchall()
         st = self.space.status()
         offset = self.clock().utcoffset()
-        # The settlement reserve grows with the open batch (a share per sale) and shrinks at each
-        # close: measured after a close, the room left must still hold a usual batch's share.
-        recent = sorted(int(s["records"]) for s in self.tiers.catalogue()[-7:])
-        usual = recent[len(recent) // 2] if recent else 0
-        growth = max(0, usual - self.records.open_batch_count()) * self.space.policy.settle_share_bytes
         return forecast_runway(
             [(r[0] / 1000, r[1]) for r in rows],
-            max(0, st.available_for_sales_bytes - growth),
+            st.available_for_sales_bytes,
             now=self.now_ms() / 1000,
             utc_offset_s=int(offset.total_seconds()) if offset else 0,
         )
