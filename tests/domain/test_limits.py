@@ -124,3 +124,16 @@ def test_every_currency_gets_usable_ordered_defaults(code: str) -> None:
 
 def _exponent(code: str) -> int:
     return next(c.exponent for c in currencies() if c.alpha == code)
+
+
+def test_a_per_transaction_limit_no_authorization_can_carry_is_refused_naming_the_wire_limit() -> None:
+    from tillvault.domain.limits import MAX_WIRE_AMOUNT
+
+    with pytest.raises(InvalidInput, match=r"above the largest amount an authorization can carry \(9999999999\.99 CNY"):
+        Limits(max_per_transaction=10**13, max_per_card_per_day=10**13, max_per_terminal_per_day=10**13)
+    assert (
+        Limits(
+            max_per_transaction=MAX_WIRE_AMOUNT, max_per_card_per_day=MAX_WIRE_AMOUNT, max_per_terminal_per_day=10**13
+        ).max_per_transaction
+        == MAX_WIRE_AMOUNT
+    )

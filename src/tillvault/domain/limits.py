@@ -73,6 +73,13 @@ class Limits:
             _require_count(getattr(self, name), name)
         if self.max_count_per_card_per_day is not None:
             _require_count(self.max_count_per_card_per_day, "max_count_per_card_per_day")
+        if self.max_per_transaction > MAX_WIRE_AMOUNT:
+            cur = currency_info(self.currency)
+            raise InvalidInput(
+                f"the per-transaction limit ({format_amount(self.max_per_transaction, cur)} {cur.alpha}) is above "
+                f"the largest amount an authorization can carry ({format_amount(MAX_WIRE_AMOUNT, cur)} {cur.alpha}, "
+                "twelve digits of minor units in ISO 8583 field 4)"
+            )
         if self.min_per_transaction > self.max_per_transaction:
             cur = currency_info(self.currency)
             raise InvalidInput(
@@ -107,6 +114,10 @@ class Limits:
         if unknown:
             raise InvalidInput(f"unknown limit setting(s): {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+#: The largest amount ISO 8583 field 4 carries: twelve digits of minor units.
+MAX_WIRE_AMOUNT = 10**12 - 1
 
 
 def _require_count(value: Any, name: str) -> None:
