@@ -61,11 +61,8 @@ def test_the_same_stan_on_the_same_date_next_year_is_a_new_sale_and_a_repeat_is_
     ledger.close()
 
 
-def test_a_version_3_ledger_loses_its_yearless_key_and_keeps_every_row(tmp_path: Path) -> None:
-    data = tmp_path / "host"
-    with AcquirerHost(data, secret=SECRET, today=lambda: date(2025, 6, 13)) as host:
-        host.processor.handle(iso.sale_request(**card(stan=360002, when=datetime(2025, 6, 13, 10, tzinfo=UTC))))
-    # Put the file back as version 3 wrote it: the year-less unique key, no local_year.
+def _as_version_3(data: Path) -> None:
+    """Put a ledger back as version 3 wrote it: the year-less unique key, no local_year."""
     db = sqlite3.connect(data / "host-ledger.sqlite3")
     sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'authorizations'").fetchone()[0]
     db.execute("PRAGMA foreign_keys = OFF")
@@ -86,13 +83,47 @@ def test_a_version_3_ledger_loses_its_yearless_key_and_keeps_every_row(tmp_path:
         in db.execute("SELECT sql FROM sqlite_master WHERE name = 'authorizations'").fetchone()[0]
     )
     db.close()
+
+
+def test_a_version_3_ledger_loses_its_yearless_key_and_keeps_every_row(tmp_path: Path) -> None:
+    data = tmp_path / "host"
+    with AcquirerHost(data, secret=SECRET, today=lambda: date(2025, 6, 13)) as host:
+        host.processor.handle(iso.sale_request(**card(stan=360002, when=datetime(2025, 6, 13, 10, tzinfo=UTC))))
+    _as_version_3(data)
     ledger = HostLedger(data, secret=SECRET)
     try:
         [row] = [r for r in ledger.authorizations() if r.mti == "0200"]
-        assert row.stan == "360002" and row.local_year == int(row.created_at[:4])
+        assert row.stan == "360002" and row.local_year == int(row.created_at[:4])  # unsettled: the day it was logged
         processor = MessageProcessor(ledger, today=lambda: date(row.local_year + 1, 6, 13))
         nxt = iso.sale_request(**card(stan=360002, when=datetime(row.local_year + 1, 6, 13, 10, tzinfo=UTC)))
         assert processor.handle(nxt)["39"] == "00"
         assert ledger.rows("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "4"
+    finally:
+        ledger.close()
+
+
+def test_a_settled_row_of_a_version_3_ledger_is_dated_by_its_settlement(tmp_path: Path) -> None:
+    # The host's own business date (also under a simulated clock), not the wall clock it was logged at.
+    data = tmp_path / "host"
+    friday = date(2025, 6, 13)
+    ledger = HostLedger(data, secret=SECRET)
+    processor = MessageProcessor(ledger, today=lambda: friday)
+    sale = iso.sale_request(**card(stan=360003, amount=1_000, when=datetime(2025, 6, 13, 10, tzinfo=UTC)))
+    assert processor.handle(sale)["39"] == "00"
+    totals = iso.BatchTotals(sales_count=1, sales_amount=1_000)
+    close = iso.settlement_request(
+        totals=totals, stan=900001, after_upload=False, terminal_id="T0000001", merchant_id="M00000000000001",
+        batch=1, currency="156",
+    )  # fmt: skip
+    assert processor.handle(close)["39"] == "00"
+    ledger.close()
+    _as_version_3(data)
+    ledger = HostLedger(data, secret=SECRET)
+    try:
+        [row] = [r for r in ledger.authorizations() if r.mti == "0200"]
+        assert row.settled_date == "2025-06-13" and row.local_year == 2025
+        processor = MessageProcessor(ledger, today=lambda: friday)
+        assert processor.handle(dict(sale))["37"] == row.rrn  # still the same request: its first answer
+        assert len(ledger.authorizations()) == 1
     finally:
         ledger.close()

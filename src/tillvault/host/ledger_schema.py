@@ -186,7 +186,8 @@ def drop_yearless_key(db: sqlite3.Connection) -> bool:
     """Rebuild a version-3 authorization log without its year-less unique key (foreign keys must be
     off, outside any transaction: run before :func:`migrate`). Returns True if it rebuilt.
 
-    Every row is kept as it is; each gets its ``local_year`` from the day it was logged.
+    Every row is kept as it is; each gets its ``local_year`` from its settlement date, or the day
+    it was logged when it has none.
     """
     query = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'authorizations'"
     row = db.execute(query).fetchone()
@@ -208,10 +209,12 @@ def drop_yearless_key(db: sqlite3.Connection) -> bool:
         present = {r[1] for r in db.execute("PRAGMA table_info(authorizations)")}
         if "local_year" not in present:
             db.execute("ALTER TABLE authorizations ADD COLUMN local_year INTEGER")
-        rows = db.execute("SELECT id, local_date, created_at FROM authorizations").fetchall()
+        # Dated by the host's own business date where the row has one (its settlement: what the
+        # host's clock said, also under a simulated clock), else by the day it was logged.
+        rows = db.execute("SELECT id, local_date, created_at, settled_date FROM authorizations").fetchall()
         db.executemany(
             "UPDATE authorizations SET local_year = ? WHERE id = ?",
-            [(request_year(r[1], date.fromisoformat(r[2][:10])), r[0]) for r in rows],
+            [(request_year(r[1], date.fromisoformat((r[3] or r[2])[:10])), r[0]) for r in rows],
         )
         db.execute("COMMIT")
     except BaseException:
