@@ -55,6 +55,7 @@ def test_an_unreachable_host_is_soon_until_the_offline_cap_makes_it_urgent(
     [finding] = report["findings"]
     assert dead_address in finding["what"]
     assert "up to 50.00 CNY are approved offline: 2 more" in " ".join(finding["steps"])
+    assert "tillvault acquirer set HOST:PORT" in finding["steps"][-1]  # a wrong address can be mended
     for _ in range(2):
         assert t.sale(1_000, VISA, EXPIRY).status == "offline_approved"
     report = assess(t)

@@ -219,7 +219,8 @@ def _network(t: Terminal, status: dict[str, Any], host: dict[str, Any], now: int
                     "offline cap; larger sales are declined. Ask for another way to pay above that.",
                     "Offline sales wait in the outbox as advices and are sent by themselves once the host answers.",
                     "If the network is up and the host still does not answer, call the acquirer: the host "
-                    f"address configured is {host['address']}.",
+                    f"address configured is {host['address']}. If they give another address (or this one was "
+                    "mistyped), a manager sets it with `tillvault acquirer set HOST:PORT`.",
                 ],
             )
         )
