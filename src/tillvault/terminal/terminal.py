@@ -172,9 +172,9 @@ class Terminal:
         if device_b:
             a, b = Path(data_dir).resolve(), Path(device_b).resolve()
             if a == b or a in b.parents or b in a.parents:
-                where = "the data folder" if a == b else "inside the data folder" if a in b.parents else "around it"
+                place = "the data folder" if a == b else "inside the data folder" if a in b.parents else "around it"
                 raise InvalidInput(
-                    f"--device-b {device_b} is {where} ({data_dir}): device B is the second storage device, "
+                    f"--device-b {device_b} is {place} ({data_dir}): device B is the second storage device, "
                     "a folder on another card or disk"
                 )
         # With a quota or without, the disks must physically hold the minimum (device B mirrors A).
