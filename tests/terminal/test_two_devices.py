@@ -81,6 +81,34 @@ def test_device_b_full_mid_day_then_back(tmpfs_factory, host: HostProcess) -> No
         t.close()
 
 
+def test_device_a_full_spills_to_device_b_and_comes_back_when_it_has_room(tmpfs_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
+    # A's flash filled by another program while B (a bigger card) has room: the terminal does not
+    # refuse sales, it goes on on B (the ladder's critical step), and A is re-copied once freed.
+    a, b = tmpfs_factory("8m"), tmpfs_factory("24m")
+    t = _make(a.path, b.path, host, "TV2SPILL")
+    try:
+        before = _sell(t, 10)
+        filler = a.fill()
+        after = _sell(t, 150, start=10)  # never refused (A alone refuses within these): spilled to B
+        assert t.devices.primary == "B" and t.space.device == "B"
+        alerts = t.status()["alerts"]
+        assert alerts and alerts[0]["device"] == "A" and alerts[0]["state"] == "full", alerts
+        report = t.settle()
+        assert report.balanced and report.totals.sales_count == 160
+        t.close()
+        t = Terminal.open(a.path / "data")  # a restart keeps B, which holds the newer sales
+        assert t.devices.primary == "B"
+        more = _sell(t, 5, start=170)
+        filler.unlink()
+        t.maintain()  # between sales: A has room again, re-copied from B and mirrored
+        assert t.status()["alerts"] == [] and t.devices.b_journal is not None
+        assert t.devices.b_journal.tip == t.journal.tip
+        assert all(t.find_transaction(i)["status"] == "approved" for i in before + after + more)
+        assert t.scrub()["ok"]
+    finally:
+        t.close()
+
+
 def test_device_b_failing_with_eio_then_back(tmpfs_factory, ext4_factory, host: HostProcess) -> None:  # type: ignore[no-untyped-def]
     a, b = tmpfs_factory("16m"), ext4_factory("32M")
     t = _make(a.path, b.path, host, "TV2DEV06")

@@ -288,6 +288,34 @@ class DeviceSet:
                 if journal.free_page_bytes() < low:
                     journal.grow_free_pages(target)
 
+    def spill(self) -> str | None:
+        """Go on on the other device when this one's filesystem is full and the other has room
+        (the ladder's critical step; lock held): the mirror becomes primary, as on a failure, and
+        this device is degraded as full, re-copied and mirrored again once it has room. Returns
+        what was done, or None (one device, no mirror, or no device with more room)."""
+        t = self.t
+        name = self.secondary
+        if name is None or t.journal.mirror is None or t._lock_fd is None:
+            return None
+        policy = t.space.policy
+        need = t.space.reserve_bytes() + policy.critical_sales * policy.sale_life_bytes
+        try:
+            here, there = os.statvfs(self.devs[self.primary].root), os.statvfs(self.devs[name].root)
+        except OSError:
+            return None
+        free_here, free_there = here.f_bavail * here.f_frsize, there.f_bavail * there.f_frsize
+        if free_here >= need or free_there < free_here + need:
+            return None
+        full = self.primary
+        reason = (
+            f"storage device {full} is full ({free_here:,} B free on its filesystem): sales and settlement "
+            f"go on on device {name} ({free_there:,} B free)"
+        )
+        if not t.journal._fail_over(reason):
+            return None
+        t.space.forget_sizes()
+        return reason
+
     def follow_primary(self) -> bool:
         """Make the device the markers name primary this process's primary too, and reopen a
         journal file re-copied under this process (True if anything changed).
@@ -361,7 +389,7 @@ class DeviceSet:
         t.tiers.folder, t.tiers.mirror_folder = root / "segments", None
         t.space.root, t.space.device = root, survivor
         self.secondary_journal = None
-        self._degrade(failed, "failed", reason)
+        self._degrade(failed, "full" if _state_of(reason) == "full" else "failed", reason)
 
     def _degrade(self, device: str, state: str, reason: str) -> None:
         dev = self.devs.get(device)

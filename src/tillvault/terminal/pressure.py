@@ -203,7 +203,10 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
                     report.actions.append(f"evicted {ev.evicted} acknowledged segment(s), {ev.freed_bytes:,} B")
             except StorageError as exc:
                 report.actions.append(f"offload or eviction stopped: {exc}")
-    if rank(level) >= rank("critical") and force_level is None:
+    spilled = t.devices.spill() if rank(level) >= rank("critical") and force_level is None else None
+    if spilled:
+        report.actions.append(f"spilled to the other device: {spilled}")
+    if rank(level) >= rank("critical") and force_level is None and not spilled:
         released = t.space.release_ballast()
         if released:
             report.actions.append(f"released the ballast: {released:,} B")
