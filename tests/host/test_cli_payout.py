@@ -171,6 +171,10 @@ def test_merchant_set_collects_the_deposit_and_shows_the_terms(data: Path) -> No
     assert {a["key"]: a["balance"] for a in accounts}["M2"] == 29_900
     code, check = host("check", data=data)
     assert check["ok"] is True
+    # A currency by its letters, as the account and fee commands take it: JPY terms, in yen.
+    code, jpy = host("merchant", "set", "--merchant", "M3", "--currency", "JPY", "--deposit", "3000", data=data)
+    assert code == 0, jpy
+    assert jpy["currency"] == "392" and jpy["deposit"]["amount"] == 3_000
 
 
 def test_merchant_show_and_refusals(data: Path) -> None:

@@ -307,7 +307,8 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
             ),
         ] = None,
         currency: Annotated[
-            str | None, typer.Option("--currency", help="ISO 4217 numeric currency of the terms (default 156).")
+            str | None,
+            typer.Option("--currency", help="ISO 4217 currency of the terms: 156 or CNY, 392 or JPY... (default 156)."),
         ] = None,
         data: DataOption = DEFAULT_DATA,
         config_dir: ConfigDirOption = None,
@@ -316,17 +317,20 @@ def register(app: typer.Typer, host_app: typer.Typer) -> None:
         """Create or change a merchant's deposit, activation minimum and deposit-refund threshold."""
 
         def run() -> dict[str, Any]:
+            from tillvault.domain.money import currency_info
             from tillvault.host.merchants import UNCHANGED, get_merchant, set_merchant
 
+            # As field 49 carries it, whether typed as letters or digits (JPY is 392).
+            numeric = currency_info(currency).numeric if currency is not None else None
             with closing(_open_ledger(data, config_dir)) as ledger:
                 # Amounts are in the terms' currency: the one given, else the one already set (¥3000 is 3000 yen).
                 current = get_merchant(ledger, merchant.strip()) if merchant.strip() else None
-                cur = currency or (current.currency if current is not None else "156")
+                cur = numeric or (current.currency if current is not None else "156")
                 result = set_merchant(
                     ledger,
                     merchant,
                     today=date.today(),
-                    currency=currency,
+                    currency=numeric,
                     deposit=minor_units(deposit, "--deposit", currency=cur) if deposit is not None else UNCHANGED,
                     activation_min=_optional_amount(activation_min, "--activation-min", cur),
                     refund_threshold=_optional_amount(refund_threshold, "--refund-threshold", cur),
