@@ -290,6 +290,8 @@ def test_redact_pans_masks_track_data_whole() -> None:
     )
     assert redact_pans("amount ';4111111111111111=28121010000000?' is not") == "amount ';411111******1111=***' is not"
     assert redact_pans("rrn 123456789012 = 5, a^b") == "rrn 123456789012 = 5, a^b"
+    # Discretionary data with letters goes too, up to the end sentinel.
+    assert redact_pans("%B4111111111111111^DOE/JOHN^2512101ABC000? ok") == "%B411111******1111^***^*** ok"
     assert redact_pans("B1234567890123^") == "B1234567890123^"  # not a card: no brand, fails Luhn
     assert redact_pans("archive folder /x/4539578763621486 is missing") == (
         "archive folder /x/453957******1486 is missing"

@@ -28,6 +28,8 @@ from .conftest import MASTERCARD, SECRET, VISA, card
         ("0613", date(2026, 6, 13), 2026),
         ("1231", date(2026, 1, 1), 2025),  # sent on New Year's Eve, answered after midnight
         ("0101", date(2025, 12, 31), 2026),  # a terminal clock a little ahead
+        ("0101", date(2025, 12, 29), 2026),  # ... or three days ahead: the same year whichever day it lands
+        ("0101", date(2025, 12, 30), 2026),
         ("0229", date(2025, 3, 1), 2024),  # a leap day is dated in a leap year
         ("0229", date(2028, 2, 28), 2028),
         ("0710", date(2026, 1, 10), 2025),  # an advice stored for six months: last July
@@ -35,6 +37,21 @@ from .conftest import MASTERCARD, SECRET, VISA, card
 )
 def test_the_year_of_a_request_is_the_one_that_puts_its_date_nearest_today(mmdd: str, today: date, year: int) -> None:
     assert request_year(mmdd, today) == year
+
+
+def test_a_repeat_a_day_later_of_a_request_dated_ahead_is_still_the_same_request(tmp_path: Path) -> None:
+    # A terminal clock three days ahead on 29 December: the request and its repeat the next day
+    # must be dated alike, or the repeat is charged again.
+    today = [date(2025, 12, 29)]
+    ledger = HostLedger(tmp_path / "host", secret=SECRET)
+    processor = MessageProcessor(ledger, today=lambda: today[0])
+    sale = iso.sale_request(**card(stan=123, when=datetime(2026, 1, 1, 9, 0, tzinfo=UTC), amount=1_500))
+    first = processor.handle(sale)
+    assert first["39"] == "00"
+    today[0] = date(2025, 12, 30)
+    assert processor.handle(dict(sale))["37"] == first["37"]  # the first answer, not a second charge
+    assert len([r for r in ledger.authorizations() if r.mti == "0200"]) == 1
+    ledger.close()
 
 
 def test_the_same_stan_on_the_same_date_next_year_is_a_new_sale_and_a_repeat_is_still_a_duplicate(

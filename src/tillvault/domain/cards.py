@@ -287,9 +287,9 @@ def redact_pans(text: str) -> str:
 
 
 #: After a (masked) track-1 PAN: ``^NAME^YYMM SERVICE DISCRETIONARY`` up to the end sentinel.
-_TRACK_1_REST = re.compile(r"(B[0-9]{6}\*+[0-9]{4}\^)[^^]{0,26}\^[0-9 ]*\??")
+_TRACK_1_REST = re.compile(r"(B[0-9]{6}\*+[0-9]{4}\^)[^^]{0,26}\^[^?]*\??")
 #: After a (masked) track-2 PAN: ``=YYMM SERVICE DISCRETIONARY`` up to the end sentinel.
-_TRACK_2_REST = re.compile(r"([0-9]{6}\*+[0-9]{4}=)[0-9]+\??")
+_TRACK_2_REST = re.compile(r"([0-9]{6}\*+[0-9]{4}=)[^?]+\??")
 
 
 #: Dashes a copied card number may be grouped with: hyphen-minus, hyphen to horizontal bar, minus.

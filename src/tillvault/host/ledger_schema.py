@@ -158,8 +158,11 @@ _DROPPED_INDEXES = ("authorizations_settled",)
 _YEARLESS_KEY = "UNIQUE (terminal_id, local_date, stan)"
 
 
-#: Days a terminal's clock may run ahead of the host's and its requests still be this year's.
-REQUEST_CLOCK_AHEAD_DAYS = 2
+#: Days a request may be dated ahead of the host's own date and still be dated in the coming days
+#: (a terminal clock running ahead around New Year), rather than a year back. Wide, so that a
+#: request and its repeat or reversal a day later are dated alike; an advice older than the rest
+#: of the year (335 days) is dated wrongly, which no acquirer takes anyway.
+REQUEST_CLOCK_AHEAD_DAYS = 30
 
 
 def request_year(local_date: str, today: date) -> int:

@@ -118,7 +118,7 @@ class MessageProcessor:
         return (self.ledger.token(pan), iso.mask_pan(pan)) if pan else (None, None)
 
     def _year(self, request: Mapping[str, str]) -> int:
-        """The year of the request's local date (field 13 has none): the one nearest to today."""
+        """The year of the request's local date (field 13 has none): see :func:`request_year`."""
         return request_year(request["13"], self.today())
 
     def _common(self, request: Mapping[str, str], card: Card | None = None) -> dict[str, object]:
