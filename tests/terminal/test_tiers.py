@@ -390,7 +390,7 @@ def test_earlier_refunds_that_cannot_be_read_refuse_the_refund_rather_than_forge
     assert over.status == "refused" and "exceeds what remains" in over.reason and "4.00" in over.reason
 
 
-def test_an_archive_on_its_own_disk_is_trusted_even_when_emptied_and_an_empty_mount_point_never(
+def test_an_archive_is_known_by_its_marker_and_an_empty_mount_point_never_taken_for_it(
     make_terminal: Callable[..., Terminal],
     tmp_path: Path,
     tmpfs_factory,  # type: ignore[no-untyped-def]
@@ -398,14 +398,22 @@ def test_an_archive_on_its_own_disk_is_trusted_even_when_emptied_and_an_empty_mo
     nas = tmpfs_factory("8m")  # a disk of its own, as a NAS or USB disk is
     t = make_terminal(archive=nas.path)
     _day(t, 10)
+    _day(t, 10, start=300)
     sink = t.archive_sink()
-    assert sink is not None and t.tiers.offload(sink).offloaded == 1
-    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 1
-    for f in nas.path.iterdir():  # the NAS wiped (marker and all): a loss, and said so
-        f.unlink()
+    assert sink is not None and t.tiers.offload(sink).offloaded == 2
+    assert t.tiers.evict(sink, keep_days=0, now_ms=t.now_ms() + 1).evicted == 2
+    gone = t.tiers.catalogue()[0]["name"]
+    (nas.path / gone).unlink()  # a segment lost from the archive (the marker still there): a loss, said so
     report = t.scrub()
     assert not report["ok"] and report["archive"]["reachable"] is True
     assert "no longer holds this segment" in report["problems"][0]["problem"]
+    for f in nas.path.iterdir():  # wiped, marker and all: not that archive any more, and how to use it again
+        f.unlink()
+    report = t.scrub()
+    assert report["archive"]["reachable"] is False  # never "lost, restore the archive from its backup"
+    kept = t.tiers.catalogue()[1]
+    with pytest.raises(ArchiveUnavailable, match=r"holds no archive marker: .*tillvault archive set"):
+        t.archive_sink().fetch(kept["name"], tmp_path / kept["name"], kept["digest"])
     # A folder on the terminal's own disk without the marker is an empty mount point: nothing is
     # sent there, so nothing can be evicted on the strength of it.
     local = tmp_path / "mnt-nas"

@@ -70,20 +70,24 @@ class DirectorySink:
             raise ArchiveUnavailable(f"archive {self.root} is not available (not mounted or removed)")
 
     def _check(self) -> None:
+        """The configured archive is there: its folder exists and holds the marker written when it
+        was configured. A folder without it is not that archive, on whatever disk it lies (the
+        empty mount point of an unplugged NAS or USB disk): nothing is sent there or evicted on its
+        strength, and what it lacks is not reported as lost."""
         self._check_exists()
         if self.terminal_dev is not None and not (self.root / MARKER).exists():
+            if any(self.root.glob("seg-*.tvs")):
+                self.mark()  # an archive used before markers existed: its segments say what it is
+                return
             try:
                 same_disk = os.stat(self.root).st_dev == self.terminal_dev
             except OSError as exc:
                 raise ArchiveUnavailable(f"archive {self.root} is not available: {exc}") from exc
-            if same_disk and any(self.root.glob("seg-*.tvs")):
-                self.mark()  # an archive used before markers existed: its segments say what it is
-                return
-            if same_disk:
-                raise ArchiveUnavailable(
-                    f"archive {self.root} is on the terminal's own disk and holds no archive marker: "
-                    "the NAS or USB disk is not mounted there"
-                )
+            where = " is on the terminal's own disk and" if same_disk else ""
+            raise ArchiveUnavailable(
+                f"archive {self.root}{where} holds no archive marker: the NAS or USB disk is not mounted there "
+                f"(if it was wiped, run tillvault archive set {self.root} to use it again)"
+            )
 
     def reachable(self) -> bool:
         """True when the archive can take and give segments now."""
@@ -112,18 +116,7 @@ class DirectorySink:
 
         :raises ArchiveUnavailable: sink missing or full, or the copy does not verify.
         """
-        self._check()
-        if self.terminal_dev is not None and not (self.root / MARKER).exists():
-            if any(self.root.glob("seg-*.tvs")):
-                self.mark()  # an archive used before markers existed: its segments say what it is
-            else:
-                # Marked when it was configured: a folder without the marker is not that archive, on
-                # whatever disk it lies (an empty mount point, the NAS not mounted): nothing is sent
-                # there, so nothing can be evicted on the strength of it.
-                raise ArchiveUnavailable(
-                    f"archive {self.root} holds no archive marker: the NAS or USB disk is not mounted there "
-                    f"(if it was wiped, run tillvault archive set {self.root} to use it again)"
-                )
+        self._check()  # the marker too: nothing is sent to an empty mount point, so nothing evicted for it
         target = self.root / path.name
         if target.exists() and file_sha256(target) == digest:
             return
