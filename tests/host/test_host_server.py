@@ -542,3 +542,13 @@ def test_refunds_never_return_more_than_the_sale_and_a_partly_refunded_sale_is_n
     assert voided["39"] == "00"
     late = client.exchange(iso.refund_request(original_rrn=sold["37"], **card(amount=500)))
     assert late["39"] == "13" and "voided" in late.get("63", ""), late
+
+
+def test_an_offline_refund_advice_counts_against_the_sale_it_names(client: HostClient) -> None:
+    paid = client.exchange(iso.sale_request(**card(amount=10_000)))
+    assert paid["39"] == "00"
+    advice = iso.advice_request(offline_auth_code="Y10001", **card(amount=10_000))
+    advice["3"], advice["37"] = iso.PROC_REFUND, paid["37"]  # an offline refund of the whole sale
+    assert client.exchange(advice)["39"] == "00"  # taken offline already: it cannot be declined
+    more = client.exchange(iso.refund_request(original_rrn=paid["37"], **card(amount=100)))
+    assert more["39"] == "13" and "above its amount 10000" in more.get("63", ""), more

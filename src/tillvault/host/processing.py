@@ -345,7 +345,9 @@ class MessageProcessor:
             account = self.ledger.card_account(token, masked, request["49"])
             transfer = self._move(proc, account.id, request, "advice")
             response = self._answer(request, "00", rrn=self.ledger.next_rrn(), auth_code=request["38"])
-            return self._record(request, response, "advised", card=card, transfer_id=transfer)
+            # An offline refund cannot be declined any more, but it counts against the sale it names.
+            original = self._refunded_sale(request, token) if proc == iso.PROC_REFUND else None
+            return self._record(request, response, "advised", card=card, transfer_id=transfer, original_id=original)
 
     # -- 0400 / 0420 ---------------------------------------------------------------------------
 
