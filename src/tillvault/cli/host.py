@@ -75,9 +75,10 @@ def _money(minor: int, currency: str | None) -> str:
     from tillvault.domain.money import currency_info, format_amount
 
     try:
-        return f"{format_amount(minor, currency_info(currency or ''))} {currency_info(currency or '').alpha}"
+        cur = currency_info(currency or "")
     except InvalidInput:
         return f"{minor} (minor units)"
+    return f"{format_amount(minor, cur)} {cur.alpha}"
 
 
 def _open_ledger(data: Path, config_dir: Path | None) -> Any:

@@ -73,21 +73,20 @@ class Limits:
             _require_count(getattr(self, name), name)
         if self.max_count_per_card_per_day is not None:
             _require_count(self.max_count_per_card_per_day, "max_count_per_card_per_day")
+        cur = currency_info(self.currency)
         if self.max_per_transaction > MAX_WIRE_AMOUNT:
-            cur = currency_info(self.currency)
             raise InvalidInput(
                 f"the per-transaction limit ({format_amount(self.max_per_transaction, cur)} {cur.alpha}) is above "
                 f"the largest amount an authorization can carry ({format_amount(MAX_WIRE_AMOUNT, cur)} {cur.alpha}, "
                 "twelve digits of minor units in ISO 8583 field 4)"
             )
         if self.min_per_transaction > self.max_per_transaction:
-            cur = currency_info(self.currency)
             raise InvalidInput(
                 f"the per-transaction limit ({format_amount(self.max_per_transaction, cur)} {cur.alpha}) is below "
                 f"the smallest amount a sale may have ({format_amount(self.min_per_transaction, cur)} {cur.alpha}): "
                 "no sale could be taken"
             )
-        object.__setattr__(self, "currency", currency_info(self.currency).alpha)
+        object.__setattr__(self, "currency", cur.alpha)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (amounts in minor units)."""

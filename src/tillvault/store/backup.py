@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tillvault.errors import ConfigError, InvalidInput, KeyRingError, StorageError, StorageFull
-from tillvault.store.fsutil import fsync_dir, write_atomic
+from tillvault.store.fsutil import fsync_dir, is_within, write_atomic
 
 FORMAT = "tillvault-backup"
 VERSION = 1
@@ -115,13 +115,12 @@ def create_backup(t: Any, dest: Path | str, passphrase: str) -> dict[str, Any]:
     :raises InvalidInput: ``dest`` holds other files, or no passphrase.
     """
     dest = Path(dest)
-    target = dest.resolve()
     devices = [("data folder", Path(t.data_dir))]
     device_b = getattr(getattr(t, "config", None), "device_b", None)
     if device_b:
         devices.append(("device B folder", Path(device_b)))
     for what, folder in devices:
-        if target == folder.resolve() or folder.resolve() in target.parents:
+        if is_within(dest, folder):
             raise InvalidInput(
                 f"backup destination {dest} is inside the terminal's {what} ({folder}): a backup there is lost "
                 "with the device and takes the sales' space; write it to another disk (a USB stick, a NAS)"

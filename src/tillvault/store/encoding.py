@@ -91,9 +91,11 @@ def chain_hash(previous: bytes, checksum: bytes) -> bytes:
 
 def row_checksum(values: dict[str, Any]) -> bytes:
     """Checksum of a current-state row (all columns except the checksum itself)."""
-    h = hashlib.blake2b(digest_size=CHECKSUM_BYTES, person=b"tillvault-row")
-    h.update(canonical(values))
-    return h.digest()
+    return _row_digest(canonical(values))
+
+
+def _row_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=CHECKSUM_BYTES, person=b"tillvault-row").digest()
 
 
 def row_intact(row: Any) -> bool:
@@ -110,9 +112,7 @@ def row_intact(row: Any) -> bool:
         data = _ENCODE(values).encode("utf-8")
     except (TypeError, ValueError):
         return False
-    h = hashlib.blake2b(digest_size=CHECKSUM_BYTES, person=b"tillvault-row")
-    h.update(data)
-    return h.digest() == stored  # a checksum, not a secret
+    return _row_digest(data) == stored  # a checksum, not a secret
 
 
 @dataclass(frozen=True, slots=True)

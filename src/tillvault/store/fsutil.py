@@ -9,6 +9,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+def is_within(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both resolved: links and ``..`` followed)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def fsync_dir(folder: Path | str) -> None:
     """fsync a folder, so a rename or a new file in it survives a power cut."""
     fd = os.open(folder, os.O_RDONLY)

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tillvault.errors import ConfigError, KeyRingError
-from tillvault.store.fsutil import write_atomic
+from tillvault.store.fsutil import is_within, write_atomic
 
 PURPOSES = ("token", "kek")
 
@@ -200,13 +200,5 @@ def refuse_beside_data(path: Path, folders: dict[str, Path | None]) -> None:
     :raises ConfigError: naming the folder.
     """
     for what, folder in folders.items():
-        if folder is not None and _is_within(path, folder):
+        if folder is not None and is_within(path, folder):
             raise ConfigError(f"key ring {path} must not be inside the {what} {folder}; keep the keys elsewhere")
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True

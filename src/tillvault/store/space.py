@@ -68,10 +68,10 @@ def parse_size(text: str | int) -> int:
     unit = s[len(num) :]
     if not num or unit not in units:
         raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)")
-    if num.startswith("-") and re.fullmatch(r"-[0-9]+(\.[0-9]+)?", num):
-        raise ValueError(f"size must not be negative: {text!r}")
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", num):  # no 1e400, inf or nan: a size is written out
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", num):  # no 1e400, inf or nan: a size is written out
         raise ValueError(f"not a size: {text!r} (use e.g. 64MiB, 600KiB, 4m)")
+    if num.startswith("-"):
+        raise ValueError(f"size must not be negative: {text!r}")
     size = int(Decimal(num) * units[unit])  # exact: 999999999999 is not rounded through a float
     if size > MAX_SIZE:
         raise ValueError(f"size {text!r} is larger than any disk ({MAX_SIZE:,} B at most)")

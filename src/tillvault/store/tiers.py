@@ -359,11 +359,7 @@ class Tiers:
         :raises SegmentCorrupt: not found, and a damaged local segment may hold it (named).
         """
         damaged: list[str] = []
-        try:
-            found = self._find_local(invoice, damaged)
-        finally:
-            if damaged:
-                self._invoice_spans = {k: v for k, v in self._invoice_spans.items() if k[0] not in damaged}
+        found = self._find_local(invoice, damaged)
         if found is None and damaged:
             error = SegmentCorrupt(
                 f"invoice {invoice:06d} is in no intact segment on this device, and segment(s) "
@@ -707,9 +703,6 @@ class Tiers:
         is replaced from a good one (and reported as repaired): the other device's, or else the
         copy ``sink`` (the archive) acknowledged, fetched back and checked against the catalogue."""
         problems = []
-        acked_by = {
-            seg["name"]: seg["sink"] for seg in self._catalogue_rows() if seg["acked_ms"] is not None and seg["local"]
-        }
         for seg in self.catalogue():
             if not seg["local"]:
                 continue
@@ -727,7 +720,7 @@ class Tiers:
                     good = path
             if good is None and not bad:
                 continue
-            from_archive = sink is not None and seg["name"] in acked_by and acked_by[seg["name"]] in (None, sink.name)
+            from_archive = sink is not None and seg["acked_ms"] is not None and seg["sink"] in (None, sink.name)
             for device, path, why in bad:
                 entry = {"where": "segments", "segment": seg["name"], "device": device, "problem": why}
                 if repair and good is not None:

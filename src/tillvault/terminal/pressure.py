@@ -141,12 +141,16 @@ def _back_up(t: Terminal, report: LadderReport) -> None:
     if sink is None:
         return
     try:
-        off = t.tiers.offload(sink)
+        _offload(t, sink, report, " (a second copy; nothing evicted)")
     except StorageError as exc:
         report.actions.append(f"offload stopped: {exc}")
-        return
+
+
+def _offload(t: Terminal, sink: Any, report: LadderReport, note: str = "") -> None:
+    """Send ``sink`` the sealed segments it has not acknowledged; say what was sent and what stopped."""
+    off = t.tiers.offload(sink)
     if off.offloaded:
-        report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name} (a second copy; nothing evicted)")
+        report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name}{note}")
     for err in off.errors or []:
         report.actions.append(f"offload stopped: {err}")
 
@@ -191,11 +195,7 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
             report.actions.append("no archive configured: settled transactions cannot be offloaded")
         else:
             try:
-                off = t.tiers.offload(sink)
-                if off.offloaded:
-                    report.actions.append(f"offloaded {off.offloaded} segment(s) to {sink.name}")
-                for err in off.errors or []:
-                    report.actions.append(f"offload stopped: {err}")
+                _offload(t, sink, report)
                 # Under pressure, acknowledged segments leave even inside the local retention window.
                 keep = 0 if force_level is None else t.retention.transactions_local_days
                 ev = t.tiers.evict(sink, keep_days=keep, now_ms=t.now_ms())
@@ -203,10 +203,11 @@ def run_ladder(t: Terminal, *, force_level: str | None = None, allow_settle: boo
                     report.actions.append(f"evicted {ev.evicted} acknowledged segment(s), {ev.freed_bytes:,} B")
             except StorageError as exc:
                 report.actions.append(f"offload or eviction stopped: {exc}")
-    spilled = t.devices.spill() if rank(level) >= rank("critical") and force_level is None else None
+    critical = rank(level) >= rank("critical") and force_level is None
+    spilled = t.devices.spill() if critical else None
     if spilled:
         report.actions.append(f"spilled to the other device: {spilled}")
-    if rank(level) >= rank("critical") and force_level is None and not spilled:
+    if critical and not spilled:
         released = t.space.release_ballast()
         if released:
             report.actions.append(f"released the ballast: {released:,} B")

@@ -30,6 +30,7 @@ from tillvault.errors import ConfigError, InvalidInput, JournalCorrupt, SegmentC
 from tillvault.store.archive import DirectorySink
 from tillvault.store.caches import CacheManager
 from tillvault.store.forecast import forecast_runway
+from tillvault.store.fsutil import is_within
 from tillvault.store.journal import SETTLEMENT, Journal
 from tillvault.store.keys import KeyRing, default_keyring_dir, refuse_beside_data
 from tillvault.store.records import Records
@@ -169,14 +170,13 @@ class Terminal:
                 f"--capacity {policy.quota_bytes:,} B is below the {minimum:,} B a terminal needs (journal and WAL, "
                 "settlement reserve, ballast and room for 100 sales)"
             )
-        if device_b:
-            a, b = Path(data_dir).resolve(), Path(device_b).resolve()
-            if a == b or a in b.parents or b in a.parents:
-                place = "the data folder" if a == b else "inside the data folder" if a in b.parents else "around it"
-                raise InvalidInput(
-                    f"--device-b {device_b} is {place} ({data_dir}): device B is the second storage device, "
-                    "a folder on another card or disk"
-                )
+        inside, around = (is_within(device_b, data_dir), is_within(data_dir, device_b)) if device_b else (False, False)
+        if inside or around:
+            place = "the data folder" if inside and around else "inside the data folder" if inside else "around it"
+            raise InvalidInput(
+                f"--device-b {device_b} is {place} ({data_dir}): device B is the second storage device, "
+                "a folder on another card or disk"
+            )
         # With a quota or without, the disks must physically hold the minimum (device B mirrors A).
         for where in (data_dir, *([Path(device_b)] if device_b else [])):
             _check_filesystem(where, minimum, policy.quota_bytes)

@@ -293,10 +293,10 @@ class Updates:
             "previous": None,
             "rolled_back_from": current["version"],  # kept on the device (see remove_leftovers)
         }
-        self._switch(record, event="update_rolled_back", keep=current["version"])
+        self._switch(record, event="update_rolled_back")
         return record
 
-    def _switch(self, record: dict[str, Any], *, event: str, keep: str | None = None) -> None:
+    def _switch(self, record: dict[str, Any], *, event: str) -> None:
         write_atomic(self.folder / "installed.json", json.dumps(record, indent=2).encode("utf-8"))
 
         def apply(ctx: WriteContext) -> None:
@@ -304,11 +304,7 @@ class Updates:
 
         with contextlib.suppress(Exception):  # the package is in; the journal line is its record
             self.t.journal.write(apply, klass=SETTLEMENT)
-        wanted = {record["version"], record["previous"], keep} - {None}
-        for old in (self.folder / "packages").glob("*.pkg"):
-            if old.stem not in wanted:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        self.remove_leftovers()  # what the new record does not name: installed, previous, rolled back from
         self.t.space.forget_sizes()
 
     def status(self) -> dict[str, Any]:
